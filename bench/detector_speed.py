@@ -1,0 +1,59 @@
+"""Median milliseconds per ``CenterFaceDetector.detect()`` on a 1280x720 frame.
+
+Run: ``python bench/detector_speed.py [--threads 2] [--provider auto] [--repeat 30]``.
+The frame is the astronaut photo pasted on a grey 1280x720 canvas, so every run also
+decodes one real face. Prints one line per long side (320, 480, 640).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> None:
+    """Parse flags, time detect() at each long side, print a table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--provider", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from backend.detect import CenterFaceDetector
+    from backend.memory import MemoryPool
+    from backend.sources.face_photo import astronaut
+
+    photo, _ = astronaut()
+    frame = np.full((720, 1280, 3), 127, np.uint8)
+    frame[100 : 100 + photo.shape[0], 400 : 400 + photo.shape[1]] = photo
+
+    det = CenterFaceDetector(provider=args.provider, threads=args.threads, pool=MemoryPool())
+    print(f"provider: {det.provider}" + (f" ({det.provider_note})" if det.provider_note else ""))
+    print(f"{'long side':>9}  {'input WxH':>9}  {'median ms':>9}  {'p90 ms':>7}  faces")
+    for long_side in (320, 480, 640):
+        det.long_side = long_side
+        for _ in range(args.warmup):
+            det.detect(frame)
+        times = []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            faces = det.detect(frame)
+            times.append((time.perf_counter() - t0) * 1000)
+        w, h = det.input_shape_for(1280, 720)
+        p90 = statistics.quantiles(times, n=10)[-1]
+        print(
+            f"{long_side:>9}  {f'{w}x{h}':>9}  {statistics.median(times):>9.1f}"
+            f"  {p90:>7.1f}  {len(faces)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
