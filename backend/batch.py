@@ -406,7 +406,8 @@ def _settings_from_args(args):
     else:
         cfg = user_config_path(user_data_dir())
         cfg = cfg if cfg.is_file() else None
-    loaded = load_settings(cfg, env=os.environ, overrides=overrides)
+    labels = {key: "--" + attr.replace("_", "-") for attr, key in _FLAG_KEYS.items()}
+    loaded = load_settings(cfg, env=os.environ, overrides=overrides, override_labels=labels)
     return loaded.settings
 
 

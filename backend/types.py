@@ -42,7 +42,12 @@ class Detections:
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
         n = len(self.xyxy)
-        self.landmarks = np.asarray(self.landmarks, dtype=np.float32).reshape(n, 5, 2)
+        lm = np.asarray(self.landmarks, dtype=np.float32)
+        if lm.size == 0 and n:
+            # no landmarks given: put all five at the box centre
+            centre = (self.xyxy[:, :2] + self.xyxy[:, 2:]) / 2
+            lm = np.repeat(centre[:, None, :], 5, axis=1)
+        self.landmarks = lm.reshape(n, 5, 2)
         self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(n)
 
     def __len__(self) -> int:

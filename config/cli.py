@@ -26,7 +26,7 @@ def run_config(args) -> int:
         else:
             cfg = user_config_path(data_dir)
             cfg = cfg if cfg.is_file() else None
-        print(format_effective(load_settings(cfg, env=os.environ)))
+        sys.stdout.write(format_effective(load_settings(cfg, env=os.environ)))
         return 0
     except UsageError as exc:
         sys.stderr.write(f"ptim: error: {exc}\n")

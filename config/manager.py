@@ -553,11 +553,15 @@ class ConfigManager:
         config_file: str | Path | None = None,
         override_labels: Mapping[str, str] | None = None,
         stats: ErrorStats | None = None,
+        tolerate_bad_file: bool = False,
     ) -> None:
         """Load the settings now; raises ConfigError if the file, env or flags are invalid.
 
         The settings file is ``config_file``, else ``<data_dir>/config.yaml`` (missing =
-        defaults). ``env`` is read once, here.
+        defaults). ``env`` is read once, here. With ``tolerate_bad_file`` (the desktop app)
+        an invalid file does not raise: the manager starts from defaults < env < flags,
+        ``last_error`` says why, the file is not overwritten by saves, and fixing the file
+        applies it on the next reload. Invalid env or flags always raise.
         """
         self._path = Path(config_file) if config_file is not None else user_config_path(data_dir)
         self._stats = STATS if stats is None else stats
@@ -567,7 +571,14 @@ class ConfigManager:
         file_layer, file_problems = _parse_file(self._path, data) if not read_problem else ({}, [])
         problems = env_problems + flag_problems + file_problems
         problems += [read_problem] if read_problem else []
-        loaded, _ = _resolve(file_layer, env_layer, flag_layer, problems, self._path)
+        last_error: str | None = None
+        try:
+            loaded, _ = _resolve(file_layer, env_layer, flag_layer, problems, self._path)
+        except ConfigError as exc:
+            if not tolerate_bad_file or env_problems or flag_problems:
+                raise
+            loaded, _ = _resolve({}, env_layer, flag_layer, [], self._path)
+            file_layer, last_error = {}, str(exc)
 
         self._lock = threading.RLock()  # serialises apply + save + notify
         self._env_layer = env_layer
@@ -575,9 +586,9 @@ class ConfigManager:
         self._file_layer = file_layer
         self._loaded = loaded
         self._disk_hash = _content_hash(data)  # what the file held when last read or written
-        self._disk_invalid = False
+        self._disk_invalid = last_error is not None
         self._listeners: list[Listener] = []
-        self.last_error: str | None = None
+        self.last_error: str | None = last_error
         """The problem lines of the last rejected reload or failed save; None once fixed."""
 
         self._watch_lock = threading.Lock()

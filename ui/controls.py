@@ -419,7 +419,7 @@ class ControlPanel(QWidget):
             self._color = tuple(int(c) for c in value)  # type: ignore[assignment]
             qc = _bgr_to_qcolor(self._color)
             text_color = "#000" if qc.lightness() > 128 else "#fff"
-            b.setText(qc.name())
+            b.setText("{}, {}, {}".format(*self._color))  # B, G, R as the label says
             b.setStyleSheet(f"background-color: {qc.name()}; color: {text_color};")
 
         return _Binding(key, button, button, set_color, lambda: self._color)

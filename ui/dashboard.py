@@ -36,6 +36,7 @@ _OK = "#4fc3f7"
 _WARN = "#ff9800"
 _CRIT = "#f44336"
 _TEXT = "#cfcfcf"
+_MUTED = "#9e9e9e"
 
 # One column per plotted quantity; a snapshot becomes one row.
 CHANNELS: tuple[str, ...] = (
@@ -121,6 +122,8 @@ class DashboardWidget(QWidget):
         self._gpu_shown: bool | None = None
         self.curves: dict[str, pg.PlotDataItem] = {}
         self.plots: dict[str, pg.PlotItem] = {}
+        self._y_floor: dict[str, float] = {}
+        self._plot_curves: dict[str, list[str]] = {}
 
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
@@ -143,6 +146,7 @@ class DashboardWidget(QWidget):
     # -- building ------------------------------------------------------------------------
     def _build_header(self) -> QHBoxLayout:
         row = QHBoxLayout()
+        row.setSpacing(18)
         self.header: dict[str, QLabel] = {}
         for key, tip in (
             ("fps", "Frames per second captured / shown"),
@@ -167,8 +171,12 @@ class DashboardWidget(QWidget):
         row.addWidget(free)
         return row
 
-    def _add_plot(self, key: str, title: str, row: int, col: int, units: str = "") -> pg.PlotItem:
-        plot = self._graphics.addPlot(row=row, col=col, title=title)
+    def _add_plot(
+        self, key: str, title: str, row: int, col: int, units: str = "", floor: float = 1.0
+    ) -> pg.PlotItem:
+        """A plot whose y range starts at 0 and reaches at least ``floor``."""
+        plot = self._graphics.addPlot(row=row, col=col)
+        plot.setTitle(title, size="9pt")
         plot.setDownsampling(mode="peak", auto=True)
         plot.setClipToView(True)
         plot.setMenuEnabled(False)
@@ -178,9 +186,11 @@ class DashboardWidget(QWidget):
         plot.setLabel("left", units)
         plot.getAxis("left").setWidth(44)
         plot.setXRange(-self.history_s, 0, padding=0)
-        plot.enableAutoRange(x=False, y=True)
-        plot.setLimits(yMin=0)
+        # Zero-based y ranges set in redraw: steadier than autorange and honest about scale.
+        plot.enableAutoRange(x=False, y=False)
+        plot.setYRange(0, floor, padding=0)
         self.plots[key] = plot
+        self._y_floor[key] = floor
         return plot
 
     def _curve(self, plot: pg.PlotItem, key: str, color: str, dashed: bool = False,
@@ -188,64 +198,77 @@ class DashboardWidget(QWidget):
         style = Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine
         curve = plot.plot(pen=pg.mkPen(color, width=width, style=style))
         self.curves[key] = curve
+        plot_key = next(k for k, p in self.plots.items() if p is plot)
+        self._plot_curves.setdefault(plot_key, []).append(key)
         return curve
 
     @staticmethod
-    def _legend(*items: tuple[str, str]) -> str:
-        return " ".join(f'<span style="color:{c}">{t}</span>' for t, c in items)
+    def _legend(*items: tuple[str, str], unit: str = "") -> str:
+        sep = f'<span style="color:{_MUTED}"> / </span>'
+        text = sep.join(f'<span style="color:{c}">{t}</span>' for t, c in items)
+        return f'{text}<span style="color:{_MUTED}"> {unit}</span>' if unit else text
 
     def _build_plots(self) -> None:
-        fps = self._add_plot("fps", self._legend(("FPS in", _OK), ("out", "#ffd54f")), 0, 0)
+        legend = self._legend
+        fps = self._add_plot(
+            "fps", legend(("FPS in", _OK), ("out", "#ffd54f")), 0, 0, "fps", 5.0)
         self._curve(fps, "input_fps", _OK)
         self._curve(fps, "output_fps", "#ffd54f")
 
-        stage_title = self._legend(*((s, _STAGE_COLORS[s]) for s in STAGES))
-        stages = self._add_plot("stages", f"{stage_title} <span>(ms, -- p50)</span>", 0, 1, "ms")
+        stages = self._add_plot(
+            "stages", legend(*((s, _STAGE_COLORS[s]) for s in STAGES)), 0, 1,
+            "ms (dashed p50)", 5.0)
         for s in STAGES:
             self._curve(stages, f"{s}_p95", _STAGE_COLORS[s])
             self._curve(stages, f"{s}_p50", _STAGE_COLORS[s], dashed=True, width=1.0)
 
-        e2e = self._add_plot("e2e", self._legend(("End-to-end p95", _OK), ("p50", "#9e9e9e")),
-                             0, 2, "ms")
+        e2e = self._add_plot(
+            "e2e", legend(("End-to-end p95", _OK), ("p50", _MUTED)), 0, 2, "ms", 5.0)
         self._curve(e2e, "e2e_p95", _OK)
-        self._curve(e2e, "e2e_p50", "#9e9e9e", dashed=True)
+        self._curve(e2e, "e2e_p50", _MUTED, dashed=True)
 
-        drops = self._add_plot("drops", self._legend(("Dropped", _WARN), ("fail-closed", _CRIT)),
-                               0, 3)
+        drops = self._add_plot(
+            "drops", legend(("Dropped", _WARN), ("fail-closed", _CRIT), unit="frames"),
+            0, 3, "", 1.0)
         self._curve(drops, "dropped", _WARN)
         self._curve(drops, "fail_closed", _CRIT)
 
-        cpu = self._add_plot("cpu", self._legend(("CPU", _OK)), 0, 4, "%")
+        cpu = self._add_plot("cpu", legend(("CPU", _OK)), 0, 4, "%", 10.0)
         self._curve(cpu, "cpu", _OK)
 
-        rss = self._add_plot("rss", self._legend(("Memory (RSS)", _TEXT)), 1, 0, "MB")
+        rss = self._add_plot("rss", legend(("Memory (RSS)", _OK)), 1, 0, "MB", 10.0)
         self._curve(rss, "rss", _OK, width=2.0)
         self._warning_line = pg.InfiniteLine(
             angle=0, pen=pg.mkPen(_WARN, width=1, style=Qt.PenStyle.DashLine),
-            label="warning", labelOpts={"position": 0.08, "color": _WARN},
+            label="warning", labelOpts={"position": 0.15, "color": _WARN, "anchors": [(0, 1),
+                                                                                      (0, 1)]},
         )
         self._critical_line = pg.InfiniteLine(
             angle=0, pen=pg.mkPen(_CRIT, width=1, style=Qt.PenStyle.DashLine),
-            label="critical", labelOpts={"position": 0.08, "color": _CRIT},
+            label="critical", labelOpts={"position": 0.5, "color": _CRIT, "anchors": [(0, 1),
+                                                                                      (0, 1)]},
         )
         rss.addItem(self._warning_line, ignoreBounds=True)
         rss.addItem(self._critical_line, ignoreBounds=True)
 
-        pool = self._add_plot("pool", self._legend(("Pool in use", _OK), ("cached", "#9575cd")),
-                              1, 1, "MB")
+        pool = self._add_plot(
+            "pool", legend(("Pool in use", _OK), ("cached", "#9575cd")), 1, 1, "MB", 10.0)
         self._curve(pool, "pool_in_use", _OK)
         self._curve(pool, "pool_cached", "#9575cd")
 
-        reuse = self._add_plot("reuse", self._legend(("Pool reuse rate", "#81c784")), 1, 2, "%")
-        reuse.enableAutoRange(y=False)
-        reuse.setYRange(0, 100, padding=0.02)
+        reuse = self._add_plot("reuse", legend(("Pool reuse rate", "#81c784")), 1, 2, "%", 100.0)
         self._curve(reuse, "pool_reuse", "#81c784")
 
-        gpu = self._add_plot("gpu", "GPU memory", 1, 3, "MB")
+        gpu = self._add_plot("gpu", "GPU memory", 1, 3, "MB", 10.0)
         self._curve(gpu, "gpu", "#aed581")
 
-        rec = self._add_plot("recoveries", self._legend(("Recoveries (total)", _WARN)), 1, 4)
+        rec = self._add_plot("recoveries", legend(("Recoveries (total)", _WARN)), 1, 4, "", 1.0)
         self._curve(rec, "recoveries", _WARN)
+        layout = self._graphics.ci.layout
+        for col in range(5):
+            # Equal columns whatever the title lengths.
+            layout.setColumnStretchFactor(col, 1)
+            layout.setColumnPreferredWidth(col, 200)
         self._set_gpu_shown(False)
 
     # -- public API ----------------------------------------------------------------------
@@ -326,6 +349,14 @@ class DashboardWidget(QWidget):
         data = data[keep]
         for key, curve in self.curves.items():
             curve.setData(x, data[:, _COL[key]])
+        for plot_key, keys in self._plot_curves.items():
+            cols = data[:, [_COL[k] for k in keys]]
+            top = float(np.nanmax(cols)) if np.isfinite(cols).any() else 0.0
+            if plot_key == "rss":
+                # Room above the critical line for its label.
+                top = max(top, self._critical_mb * 1.15)
+            top = max(top * 1.1, self._y_floor[plot_key])
+            self.plots[plot_key].setYRange(0, top, padding=0)
         self._update_rss_pen(self._latest.rss_mb)
         self._set_gpu_shown(self._latest.gpu_memory_mb is not None)
         self._update_header(self._latest)
@@ -359,11 +390,13 @@ class DashboardWidget(QWidget):
         for axis in ("left", "bottom"):
             plot.showAxis(axis, shown)
         plot.getViewBox().setVisible(shown)
-        plot.setTitle("GPU memory (MB)" if shown else "GPU memory: not using CUDA",
-                      color=_TEXT)
+        plot.setTitle("GPU memory" if shown else "GPU memory: not using CUDA",
+                      color=_TEXT, size="9pt")
 
     def _update_header(self, s: MetricsSnapshot) -> None:
-        self.header["fps"].setText(f"FPS <b>{s.input_fps:.1f}</b> in / <b>{s.output_fps:.1f}</b> out")
+        self.header["fps"].setText(
+            f"FPS <b>{s.input_fps:.1f}</b> in / <b>{s.output_fps:.1f}</b> out"
+        )
         self.header["e2e"].setText(f"p95 e2e <b>{s.e2e_p95_ms:.0f} ms</b>")
         self.header["dropped"].setText(f"dropped <b>{s.dropped_frames}</b>")
         fail_color = _CRIT if s.fail_closed_frames else ""

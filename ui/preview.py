@@ -295,7 +295,9 @@ class PreviewWidget(QWidget):
                 th = metrics.height() + 4
                 # Label above the box, or inside it when the box touches the top edge.
                 ty = box.y() - th if box.y() - th >= rect.y() else box.y()
-                label = QRectF(box.x(), ty, tw, th)
+                # Keep the label inside the image when the box is near the right edge.
+                tx = max(rect.x(), min(box.x(), rect.right() - tw))
+                label = QRectF(tx, ty, tw, th)
                 painter.fillRect(label, _EXEMPT_COLOR)
                 painter.setPen(QColor(0, 0, 0))
                 painter.drawText(label, Qt.AlignmentFlag.AlignCenter, EXEMPT_LABEL)

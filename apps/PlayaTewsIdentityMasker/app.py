@@ -53,7 +53,8 @@ class MaskerApp(QObject):
         from ui import MainWindow
 
         self.data_dir = data_dir
-        self.config = ConfigManager(data_dir)
+        # a broken user YAML must not stop the app: defaults run and the status bar says why
+        self.config = ConfigManager(data_dir, tolerate_bad_file=True)
         settings = self.config.settings
         self.pool = MemoryPool(settings.performance.gpu_memory_pool_size_mb)
         self.metrics = Metrics(pool=self.pool, errors=STATS)
@@ -108,6 +109,8 @@ class MaskerApp(QObject):
         self.config.subscribe(lambda st, err: self.config_changed.emit(st, err))
         self.config.start_watching()
         self._stats_timer.start()
+        if self.config.last_error:
+            self.window.show_status(f"Config not applied: {self.config.last_error}", error=True)
 
     def shutdown(self) -> None:
         """Stop recording, workers and the watcher; idempotent."""

@@ -32,7 +32,7 @@ _ONE = 1 << _SHIFT
 
 
 def next_mask_type(current: str) -> str:
-    """The mask type after ``current`` in ``MASK_TYPES`` (wraps; unknown -> the first)."""
+    """Return the mask type after ``current`` in ``MASK_TYPES`` (wraps; unknown -> the first)."""
     try:
         return MASK_TYPES[(MASK_TYPES.index(current) + 1) % len(MASK_TYPES)]
     except ValueError:
@@ -40,7 +40,7 @@ def next_mask_type(current: str) -> str:
 
 
 def mask_box(box: np.ndarray | Sequence[float], scale: float) -> np.ndarray:
-    """The mask box: xyxy ``box`` scaled by ``scale`` about its centre, (4,) float64."""
+    """Return the mask box: xyxy ``box`` scaled by ``scale`` about its centre, (4,) float64."""
     x1, y1, x2, y2 = (float(v) for v in box)
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     hw, hh = (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
@@ -79,40 +79,76 @@ def _fill(dst: np.ndarray, color: tuple[int, int, int]) -> None:
             dst[...] = color
 
 
-def _blend(roi: np.ndarray, effect: np.ndarray, alpha: np.ndarray) -> None:
+class _Scratch:
+    """Work buffers reused from frame to frame, grown on demand.
+
+    A fresh large numpy allocation costs page faults on first touch, which is several
+    times the cost of the cv2 call itself on a ROI; reuse keeps masking well under 1 ms.
+    """
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: type = np.uint8) -> np.ndarray:
+        """A contiguous uninitialised array of ``shape``/``dtype``, valid until the next get."""
+        n = math.prod(shape)
+        buf = self._bufs.get(name)
+        if buf is None or buf.dtype != np.dtype(dtype) or buf.size < n:
+            buf = np.empty(max(n, 1), dtype)
+            self._bufs[name] = buf
+        return buf[:n].reshape(shape)
+
+
+def _blend(
+    roi: np.ndarray, effect: np.ndarray, alpha: np.ndarray, scratch: _Scratch,
+) -> None:
     """roi = effect * alpha + roi * (1 - alpha) in place; alpha (h, w) float32 in [0, 1].
 
     Where alpha is 1 the result equals ``effect`` (h, w, 3) uint8 exactly.
     """
-    roi[...] = cv2.blendLinear(np.ascontiguousarray(effect), np.ascontiguousarray(roi),
-                               alpha, 1.0 - alpha)
+    inv = np.subtract(1.0, alpha, out=scratch.get("inv", alpha.shape, np.float32))
+    out = scratch.get("blend", roi.shape, np.uint8)
+    cv2.blendLinear(effect, roi, alpha, inv, dst=out)
+    roi[...] = out
 
 
-def pixelate(roi: np.ndarray, block: int) -> np.ndarray:
+def pixelate(roi: np.ndarray, block: int, scratch: _Scratch | None = None) -> np.ndarray:
     """Mosaic of (h, w, 3) uint8 ``roi``: each ``block`` x ``block`` cell holds its mean.
 
-    Cells start at the ROI's top-left; a partial last row/column of cells (ROI clipped by the
-    frame) averages its own pixels with the edge replicated.
+    Cells start at the ROI's top-left; a partial last row/column of cells (ROI clipped by
+    the frame) averages its own pixels with the edge replicated. Returns a new (h, w, 3)
+    array (a view of a scratch buffer when ``scratch`` is given).
     """
+    scratch = scratch or _Scratch()
     h, w = roi.shape[:2]
     nx, ny = -(-w // block), -(-h // block)
     pw, ph = nx * block, ny * block
     src = roi
     if (pw, ph) != (w, h):
-        src = cv2.copyMakeBorder(roi, 0, ph - h, 0, pw - w, cv2.BORDER_REPLICATE)
+        src = cv2.copyMakeBorder(
+            roi, 0, ph - h, 0, pw - w, cv2.BORDER_REPLICATE,
+            dst=scratch.get("pad", (ph, pw, 3)),
+        )
     # INTER_AREA by an integer factor is the exact block mean (not one sampled pixel)
     small = cv2.resize(src, (nx, ny), interpolation=cv2.INTER_AREA)
-    big = cv2.resize(small, (pw, ph), interpolation=cv2.INTER_NEAREST)
+    big = cv2.resize(
+        small, (pw, ph), dst=scratch.get("effect", (ph, pw, 3)),
+        interpolation=cv2.INTER_NEAREST,
+    )
     return big[:h, :w]
 
 
-def box_blur(roi: np.ndarray, kernel: int) -> np.ndarray:
-    """Two passes of a ``kernel`` x ``kernel`` box blur (a triangle kernel, sigma ~0.4 kernel).
+def box_blur(roi: np.ndarray, kernel: int, scratch: _Scratch | None = None) -> np.ndarray:
+    """Two passes of a ``kernel`` x ``kernel`` box blur of (h, w, 3) uint8 ``roi``.
 
-    Cost does not depend on the kernel size.
+    Two box passes make a triangle kernel (sigma ~0.4 kernel), smooth and strong; the cost
+    does not depend on the kernel size. Returns a new array (scratch view when given).
     """
-    once = cv2.blur(roi, (kernel, kernel), borderType=cv2.BORDER_REPLICATE)
-    return cv2.blur(once, (kernel, kernel), borderType=cv2.BORDER_REPLICATE)
+    scratch = scratch or _Scratch()
+    once = cv2.blur(roi, (kernel, kernel), dst=scratch.get("blur1", roi.shape),
+                    borderType=cv2.BORDER_REPLICATE)
+    return cv2.blur(once, (kernel, kernel), dst=scratch.get("effect", roi.shape),
+                    borderType=cv2.BORDER_REPLICATE)
 
 
 def _draw_shape(
@@ -141,20 +177,24 @@ def _draw_shape(
 
 def _shape_alpha(
     size: tuple[int, int], m: np.ndarray, origin: tuple[int, int], shape: str, band: float,
+    scratch: _Scratch,
 ) -> np.ndarray | None:
     """Coverage of a ROI: None = all of it, uint8 0/1 (h, w) = hard, float32 (h, w) = soft."""
     if shape == "box" and band <= 0:
         return None
-    hard = np.zeros(size, np.uint8)
+    hard = scratch.get("hard", size, np.uint8)
+    hard.fill(0)
     _draw_shape(hard, m, origin, shape, 0.0, 1)
     if band <= 0:
         return hard
-    soft = np.zeros(size, np.float32)
-    _draw_shape(soft, m, origin, shape, band / 2, 1.0)
+    canvas = scratch.get("canvas", size, np.float32)
+    canvas.fill(0.0)
+    _draw_shape(canvas, m, origin, shape, band / 2, 1.0)
     # a box filter as wide as the band turns the edge at +band/2 into a ramp over
     # [0, band] outside the shape; replicate keeps shapes cut by the frame edge whole
     k = max(3, int(round(band)) | 1)
-    soft = cv2.blur(soft, (k, k), borderType=cv2.BORDER_REPLICATE)
+    soft = cv2.blur(canvas, (k, k), dst=scratch.get("soft", size, np.float32),
+                    borderType=cv2.BORDER_REPLICATE)
     np.maximum(soft, hard, out=soft)  # the shape itself is always fully covered
     return soft
 
@@ -164,11 +204,13 @@ class Masker:
 
     Images are (H, W, 3) uint8 BGR and are modified in place. Settings can change between
     frames with ``apply_settings``; a mask image is loaded there (or here), never per frame.
+    One masker serves one thread at a time (it reuses work buffers between calls).
     """
 
     def __init__(self, settings: MaskSettings | None = None) -> None:
         settings = settings or MaskSettings()
         self._config: tuple[MaskSettings, MaskImage | None] = (settings, self._load(settings))
+        self._scratch = _Scratch()
 
     @staticmethod
     def _load(settings: MaskSettings) -> MaskImage | None:
@@ -271,33 +313,33 @@ class Masker:
         """Paint one face's mask on ``roi``, the frame region that starts at ``origin``."""
         shape = settings.shape
         kind = settings.type
+        scratch = self._scratch
         if kind == "solid" and band <= 0:
             # hard solid: cv2 draws the colour straight into the frame
             _draw_shape(roi, m, origin, shape, 0.0, settings.color)
             return
-        alpha = _shape_alpha(roi.shape[:2], m, origin, shape, band)
+        alpha = _shape_alpha(roi.shape[:2], m, origin, shape, band, scratch)
         if kind == "image":
             if picture is not None:
                 self._paint_picture(roi, m, origin, alpha, picture)
             return
         if kind == "solid":
-            effect = np.empty_like(roi)
+            effect = scratch.get("effect", roi.shape)
             _fill(effect, settings.color)
         elif kind == "pixelate":
-            effect = pixelate(roi, block)
+            effect = pixelate(roi, block, scratch)
         else:  # blur
             face = max(m[2] - m[0], m[3] - m[1]) / settings.scale
-            effect = box_blur(roi, _odd(settings.blur_strength * face))
+            effect = box_blur(roi, _odd(settings.blur_strength * face), scratch)
         if alpha is None:
             roi[...] = effect
         elif alpha.dtype == np.uint8:
-            cv2.copyTo(np.ascontiguousarray(effect), alpha, roi)
+            cv2.copyTo(effect, alpha, roi)
         else:
-            _blend(roi, effect, alpha)
+            _blend(roi, effect, alpha, scratch)
 
-    @staticmethod
     def _paint_picture(
-        roi: np.ndarray, m: np.ndarray, origin: tuple[int, int],
+        self, roi: np.ndarray, m: np.ndarray, origin: tuple[int, int],
         alpha: np.ndarray | None, picture: MaskImage,
     ) -> None:
         """Alpha-blend the picture, aspect kept, fitted into mask box ``m`` and centred."""
@@ -317,5 +359,7 @@ class Masker:
         pick = (slice(sy0 - ty0, sy1 - ty0), slice(sx0 - tx0, sx1 - tx0))
         a = a[pick]
         if alpha is not None:
-            a = a * alpha[sy0:sy1, sx0:sx1]  # uint8 0/1 or float32: both scale the alpha
-        _blend(roi[sy0:sy1, sx0:sx1], bgr[pick], a)
+            # the shape (uint8 0/1 or soft float32) clips the picture's own alpha
+            a = np.multiply(a, alpha[sy0:sy1, sx0:sx1], dtype=np.float32,
+                            out=self._scratch.get("alpha", a.shape, np.float32))
+        _blend(roi[sy0:sy1, sx0:sx1], bgr[pick], np.ascontiguousarray(a), self._scratch)

@@ -28,6 +28,10 @@ CENTER_GATE_PER_MISSED_FRAME = 0.5
 # Detections whose size (sqrt of area) differs from the track's by more than this factor
 # only continue it through IoU, never through centre distance.
 MAX_SIZE_RATIO = 2.0
+# An exempt (shown) track continues only on a close match, so that when its face leaves,
+# a bystander appearing nearby starts a new, masked track instead of inheriting the flag.
+EXEMPT_CENTER_GATE = 0.5
+EXEMPT_MIN_IOU = 0.3
 # Velocity adapts at least this fast, so prediction follows a change of direction even
 # when box smoothing is strong.
 MAX_VELOCITY_SMOOTHING = 0.5
@@ -141,7 +145,8 @@ class Tracker:
         """Show (exempt=True) or mask again one track; False when no such track exists.
 
         The flag lives as long as the track: once it is dropped, a face found again starts
-        a new track, which is never exempt.
+        a new track, which is never exempt. An exempt track continues only on a close
+        match, so a different face appearing nearby never inherits the flag.
         """
         with self._lock:
             for s in self._states:
@@ -151,7 +156,7 @@ class Tracker:
         return False
 
     def track_at(self, x: float, y: float, scale: float = 1.0) -> Track | None:
-        """The track whose current box (scaled by ``scale`` about its centre) holds (x, y).
+        """Return the track whose current box (scaled by ``scale`` about its centre) holds (x, y).
 
         When several do, the smallest box wins (a face in front of a larger one). Pass the
         mask scale so a click anywhere on a visible mask finds its track.
@@ -252,9 +257,12 @@ class Tracker:
         t_size = np.sqrt(np.clip(t_wh.prod(axis=1), 1e-12, None))
         d_size = np.sqrt(np.clip(d_wh.prod(axis=1), 1e-12, None))
         ratio = np.maximum(t_size[:, None] / d_size[None, :], d_size[None, :] / t_size[:, None])
+        exempt = np.array([s.exempt for s in self._states])[:, None]
         gate = CENTER_GATE + CENTER_GATE_PER_MISSED_FRAME * (missed[:, None] - 1)
+        gate = np.where(exempt, EXEMPT_CENTER_GATE, gate)
         thr = self._settings.iou_threshold
-        ok = ((iou > 0) & (iou >= thr)) | ((norm_dist <= gate) & (ratio <= MAX_SIZE_RATIO))
+        min_iou = np.where(exempt, max(thr, EXEMPT_MIN_IOU), thr)
+        ok = ((iou > 0) & (iou >= min_iou)) | ((norm_dist <= gate) & (ratio <= MAX_SIZE_RATIO))
         cost = (1.0 - iou) + norm_dist
         ti, di = np.nonzero(ok)
         order = np.argsort(cost[ti, di], kind="stable")

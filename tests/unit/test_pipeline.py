@@ -1,0 +1,142 @@
+"""Pipeline: real detector + tracker + masker on the astronaut; fail-closed on every fault."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from backend.errors import ErrorStats
+from backend.live import frame_is_raw
+from backend.memory import MemoryPool
+from backend.pipeline import DetectionRunner, Pipeline, build_detector
+from backend.types import Detections, Frame
+from config.schema import Settings
+
+SOLID = Settings().model_copy(update={"mask": Settings().mask.model_copy(update={"type": "solid"})})
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return build_detector(Settings())
+
+
+def _canvas(astronaut, dx=300, dy=100):
+    img, (x0, y0, x1, y1) = astronaut
+    canvas = np.full((720, 1280, 3), 90, np.uint8)
+    canvas[dy:dy + 512, dx:dx + 512] = img
+    return canvas, (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+
+
+class Faulty:
+    """Wraps the real detector; misbehaves on chosen calls (deterministic)."""
+
+    def __init__(self, inner, mode: str, on: set[int]):
+        self.inner, self.mode, self.on, self.calls = inner, mode, on, 0
+        self.release = threading.Event()
+
+    def detect(self, image):
+        self.calls += 1
+        if self.calls in self.on:
+            if self.mode == "raise":
+                raise RuntimeError("injected detector failure")
+            if self.mode == "stall":
+                self.release.wait(5)
+            if self.mode == "nan":
+                return Detections(np.full((1, 4), np.nan), np.zeros((1, 5, 2)), [0.9])
+        return self.inner.detect(image)
+
+
+def test_face_is_masked_and_input_untouched(astronaut, detector):
+    canvas, box = _canvas(astronaut)
+    before = canvas.copy()
+    pool = MemoryPool(64)
+    pipe = Pipeline(SOLID, pool=pool)
+    runner = DetectionRunner(detector, 2.0)
+    res = pipe.process(Frame(0, 0.0, canvas), runner.detect(canvas))
+    runner.close()
+    assert np.array_equal(canvas, before)
+    assert not res.fail_closed and res.detected and len(res.tracks) == 1
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    assert (res.frame.image[cy - 20:cy + 20, cx - 20:cx + 20] == 0).all()
+    assert np.array_equal(res.frame.image[:50, :50], canvas[:50, :50])
+    assert not frame_is_raw(res.frame.image, canvas, [box])
+
+
+@pytest.mark.parametrize("mode", ["raise", "stall", "nan"])
+def test_faulty_detection_fails_closed_and_continues(astronaut, detector, mode):
+    canvas, box = _canvas(astronaut)
+    faulty = Faulty(detector, mode, on={2, 4})
+    stats = ErrorStats()
+    pipe = Pipeline(SOLID, pool=MemoryPool(64), errors=stats)
+    runner = DetectionRunner(faulty, deadline_s=0.5, errors=stats)
+    results = []
+    for i in range(6):
+        res = pipe.process(Frame(i, i / 30, canvas), runner.detect(canvas))
+        results.append(res)
+        if mode == "stall" and i in (1, 3):
+            faulty.release.set()  # let the stalled call end after its deadline passed
+            faulty.release = threading.Event()
+    runner.close()
+    assert [r.fail_closed for r in results] == [False, True, False, True, False, False]
+    for r in results:
+        assert not frame_is_raw(r.frame.image, canvas, [box])
+    for r in (results[1], results[3]):
+        assert r.reason
+        # fail-closed frames are obscured everywhere, not just on faces
+        assert np.mean(np.abs(r.frame.image.astype(int) - canvas.astype(int))) > 5
+    assert stats.total() == 2
+
+
+def test_predict_only_frames_keep_mask(astronaut, detector):
+    canvas, box = _canvas(astronaut)
+    pipe = Pipeline(SOLID, pool=MemoryPool(64))
+    runner = DetectionRunner(detector, 2.0)
+    pipe.process(Frame(0, 0.0, canvas), runner.detect(canvas))
+    res = pipe.process(Frame(1, 1 / 30, canvas), None)  # detector busy: tracker predicts
+    runner.close()
+    assert not res.fail_closed and res.tracks and res.tracks[0].held_over
+    assert not frame_is_raw(res.frame.image, canvas, [box])
+
+
+def test_exempt_track_stays_visible(astronaut, detector):
+    canvas, box = _canvas(astronaut)
+    pipe = Pipeline(SOLID, pool=MemoryPool(64))
+    runner = DetectionRunner(detector, 2.0)
+    first = pipe.process(Frame(0, 0.0, canvas), runner.detect(canvas))
+    x0, y0, x1, y1 = box
+    track = pipe.tracker.track_at((x0 + x1) / 2, (y0 + y1) / 2)
+    assert track is not None and pipe.tracker.set_exempt(track.track_id, True)
+    second = pipe.process(Frame(1, 1 / 30, canvas), runner.detect(canvas))
+    runner.close()
+    assert frame_is_raw(second.frame.image, canvas, [box])
+    assert not frame_is_raw(first.frame.image, canvas, [box])
+
+
+def test_steady_state_reuses_frame_buffers(astronaut, detector):
+    canvas, _ = _canvas(astronaut)
+    pool = MemoryPool(128)
+    from backend.pipeline import build_detector as bd
+
+    det = bd(Settings(), pool)
+    pipe = Pipeline(Settings(), pool=pool)
+    runner = DetectionRunner(det, 2.0)
+    for i in range(3):
+        pipe.release(pipe.process(Frame(i, i / 30, canvas), runner.detect(canvas)))
+    warm = pool.stats().allocations
+    for i in range(3, 30):
+        pipe.release(pipe.process(Frame(i, i / 30, canvas), runner.detect(canvas)))
+    runner.close()
+    st = pool.stats()
+    assert st.allocations == warm
+    assert st.reuses >= 27 * 3  # frame buffer + detector resize + tensor per frame
+
+
+def test_obscured_before_detector_loads(astronaut):
+    canvas, box = _canvas(astronaut)
+    pipe = Pipeline(Settings(), pool=MemoryPool(64))
+    res = pipe.obscured(Frame(0, 0.0, canvas), "detector not loaded yet")
+    assert res.fail_closed
+    assert not frame_is_raw(res.frame.image, canvas, [box])

@@ -1,0 +1,269 @@
+"""Tracker: ids, fast motion, hold-over growth, lag-free smoothing, prediction, exemption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.track import Tracker
+from backend.types import Detections, Track
+from config.schema import TrackerSettings
+
+FRAME = (1280, 720)
+
+
+def dets(*boxes: tuple[float, float, float, float]) -> Detections:
+    """Detections with score 0.9 for each xyxy box (landmarks unused by the tracker)."""
+    return Detections(
+        xyxy=np.array(boxes, np.float32).reshape(-1, 4),
+        landmarks=np.zeros((len(boxes), 5, 2), np.float32),
+        confidence=np.full(len(boxes), 0.9, np.float32),
+    )
+
+
+def moved(box: tuple[float, ...], dx: float, dy: float) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+
+
+def contains(outer: np.ndarray, inner: tuple[float, ...] | np.ndarray) -> bool:
+    o = np.asarray(outer, np.float64)
+    i = np.asarray(inner, np.float64)
+    return bool(o[0] <= i[0] and o[1] <= i[1] and o[2] >= i[2] and o[3] >= i[3])
+
+
+def only(tracks: list[Track]) -> Track:
+    assert len(tracks) == 1, tracks
+    return tracks[0]
+
+
+START = (300.0, 200.0, 360.0, 280.0)  # 60 x 80 face
+
+
+@pytest.mark.parametrize(
+    "dx, dy, smoothing",
+    [
+        (0, 0, 0.5),
+        (5, 0, 0.5),
+        (0, -7, 0.5),
+        (12, 9, 0.0),
+        (-20, 15, 0.95),
+    ],
+)
+def test_id_persists_and_box_contains_detection(dx: float, dy: float, smoothing: float) -> None:
+    tr = Tracker(TrackerSettings(smoothing=smoothing))
+    for i in range(12):
+        box = moved(START, dx * i, dy * i)
+        t = only(tr.update(dets(box), FRAME))
+        assert t.track_id == 1
+        assert t.frames_since_seen == 0 and not t.held_over
+        assert contains(t.box, box)
+        assert t.box.dtype == np.float32 and t.box.shape == (4,)
+
+
+@pytest.mark.parametrize(
+    "dx, dy",
+    [
+        (90, 0),  # 1.5 x the width per frame, to the right
+        (-90, 0),
+        (0, 90),  # 1.5 x the width down
+        (0, -90),
+    ],
+)
+def test_fast_jump_keeps_id(dx: float, dy: float) -> None:
+    tr = Tracker()
+    start = (100.0 if dx >= 0 else 1100.0, 100.0 if dy >= 0 else 600.0)
+    start = (start[0], start[1], start[0] + 60.0, start[1] + 80.0)
+    for i in range(6):
+        box = moved(start, dx * i, dy * i)
+        t = only(tr.update(dets(box), FRAME))
+        assert t.track_id == 1, f"frame {i}: new id for a fast face"
+        assert contains(t.box, box)
+
+
+@pytest.mark.parametrize("dx, dy, missed", [(0, 0, 1), (10, 0, 1), (-15, 8, 2), (25, 25, 3)])
+def test_missed_frames_hold_and_grow_over_the_face(
+    dx: float, dy: float, missed: int
+) -> None:
+    tr = Tracker(TrackerSettings(hold_frames=8))
+    for i in range(5):
+        last = only(tr.update(dets(moved(START, dx * i, dy * i)), FRAME))
+    for k in range(1, missed + 1):
+        t = only(tr.update(Detections.empty(), FRAME))
+        assert t.track_id == last.track_id
+        assert t.held_over and t.frames_since_seen == k
+        where_face_is = moved(START, dx * (4 + k), dy * (4 + k))
+        assert contains(t.box, where_face_is)
+        w_prev, w_now = last.box[2] - last.box[0], t.box[2] - t.box[0]
+        assert w_now > w_prev, "held-over box must grow"
+        last = t
+    # found again: same id, detected again
+    back = only(tr.update(dets(moved(START, dx * (5 + missed), dy * (5 + missed))), FRAME))
+    assert back.track_id == 1 and not back.held_over
+
+
+@pytest.mark.parametrize("hold", [0, 1, 3, 8])
+def test_dropped_after_hold_frames(hold: int) -> None:
+    tr = Tracker(TrackerSettings(hold_frames=hold))
+    tr.update(dets(START), FRAME)
+    for k in range(hold):
+        assert only(tr.update(Detections.empty(), FRAME)).frames_since_seen == k + 1
+    assert tr.update(Detections.empty(), FRAME) == []
+    assert tr.tracks == []
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3, 0.5, 0.8, 0.95])
+def test_smoothing_never_lags_behind_the_detection(smoothing: float) -> None:
+    rng = np.random.default_rng(7)
+    tr = Tracker(TrackerSettings(smoothing=smoothing))
+    x, y, w, h, vx = 200.0, 300.0, 70.0, 90.0, 0.0
+    for i in range(60):
+        vx += 1.5 if i < 30 else -3.0  # accelerate, then reverse hard
+        x += vx + rng.normal(0, 4)
+        y += rng.normal(0, 4)
+        w = max(20.0, w + rng.normal(0, 3))
+        h = max(20.0, h + rng.normal(0, 3))
+        box = (x, y, x + w, y + h)
+        t = only(tr.update(dets(box), FRAME))
+        assert t.track_id == 1
+        assert contains(t.box, np.array(box, np.float32)), (i, t.box, box)
+
+
+def test_smoothing_steadies_a_jittery_box() -> None:
+    rng = np.random.default_rng(1)
+    raw_widths, smooth_widths = [], []
+    tr = Tracker(TrackerSettings(smoothing=0.8))
+    for _ in range(40):
+        j = rng.normal(0, 3, 4)
+        box = tuple(np.array(START) + j)
+        t = only(tr.update(dets(box), FRAME))
+        raw_widths.append(box[2] - box[0])
+        smooth_widths.append(float(t.box[2] - t.box[0]))
+    # the union with the raw box keeps it at least as large, and it moves less than raw
+    assert np.std(np.diff(smooth_widths)) < np.std(np.diff(raw_widths))
+
+
+@pytest.mark.parametrize("dx, dy", [(0, 0), (8, 0), (-6, 4), (30, -12)])
+def test_predict_moves_along_velocity_and_grows(dx: float, dy: float) -> None:
+    tr = Tracker(TrackerSettings(hold_frames=2))
+    for i in range(4):
+        last = only(tr.update(dets(moved(START, dx * i, dy * i)), FRAME))
+    c0 = (last.box[:2] + last.box[2:]) / 2
+    np.testing.assert_allclose(last.velocity, [dx, dy, dx, dy], atol=1e-3)
+    for k in range(1, 6):  # past hold_frames: predict never drops a track
+        t = only(tr.predict(FRAME))
+        assert t.frames_since_seen == k and t.held_over
+        c = (t.box[:2] + t.box[2:]) / 2
+        np.testing.assert_allclose(c - c0, [dx * k, dy * k], atol=1e-3)
+        assert contains(t.box, moved(START, dx * (3 + k), dy * (3 + k)))
+    # the detector catches up: the same face continues the same track
+    t = only(tr.update(dets(moved(START, dx * 9, dy * 9)), FRAME))
+    assert t.track_id == 1 and not t.held_over
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (np.nan, 10, 50, 60),
+        (10, 10, np.inf, 60),
+        (-np.inf, 10, 50, 60),
+        (50, 10, 40, 60),  # x2 < x1
+        (10, 60, 50, 60),  # zero height
+        (2000, 10, 2100, 60),  # wholly outside the frame
+        (-300, -300, -200, -200),
+    ],
+)
+def test_invalid_detections_are_ignored(bad: tuple[float, ...]) -> None:
+    tr = Tracker()
+    assert tr.update(dets(bad), FRAME) == []
+    tracks = tr.update(dets(bad, START), FRAME)
+    assert len(tracks) == 1 and contains(tracks[0].box, START)
+    assert np.isfinite(tracks[0].box).all()
+
+
+def test_two_faces_keep_their_own_ids() -> None:
+    tr = Tracker()
+    a, b = (100.0, 100.0, 160.0, 180.0), (700.0, 100.0, 760.0, 180.0)
+    ids = None
+    for i in range(10):
+        tracks = tr.update(dets(moved(a, 10 * i, 0), moved(b, -10 * i, 0)), FRAME)
+        got = {t.track_id: float(t.box[0]) for t in tracks}
+        assert len(got) == 2
+        if ids is None:
+            ids = got
+        assert set(got) == set(ids)
+        assert got[1] < got[2]  # the left face stays track 1
+
+
+def test_exempt_toggle_track_at_and_cleared_with_the_track() -> None:
+    tr = Tracker(TrackerSettings(hold_frames=2))
+    big = (100.0, 100.0, 400.0, 400.0)
+    small = (200.0, 200.0, 260.0, 260.0)
+    tr.update(dets(big, small), FRAME)
+    hit = tr.track_at(230, 230)
+    assert hit is not None and contains(hit.box, small)  # smallest box first
+    assert tr.track_at(120, 120).track_id != hit.track_id
+    assert tr.track_at(900, 600) is None
+    assert tr.track_at(95, 95) is None
+    assert tr.track_at(95, 95, scale=1.3) is not None  # a click on the scaled mask
+
+    assert tr.set_exempt(hit.track_id, True) is True
+    assert tr.set_exempt(999, True) is False
+    tracks = tr.update(dets(big, moved(small, 2, 1)), FRAME)
+    assert [t.exempt for t in tracks if t.track_id == hit.track_id] == [True]
+    assert sum(t.exempt for t in tracks) == 1
+    assert tr.set_exempt(hit.track_id, False) is True
+    assert not any(t.exempt for t in tr.tracks)
+
+    tr.set_exempt(hit.track_id, True)
+    for _ in range(3):  # lost past hold_frames: dropped
+        tr.update(dets(big), FRAME)
+    assert all(t.track_id != hit.track_id for t in tr.tracks)
+    tracks = tr.update(dets(big, small), FRAME)  # re-found: a new, masked track
+    again = [t for t in tracks if contains(t.box, small) and t.box[2] - t.box[0] < 100]
+    assert len(again) == 1
+    assert again[0].track_id != hit.track_id and not again[0].exempt
+
+
+def test_exempt_flag_does_not_jump_to_another_face() -> None:
+    tr = Tracker()
+    me = (300.0, 200.0, 360.0, 280.0)
+    tid = only(tr.update(dets(me), FRAME)).track_id
+    tr.set_exempt(tid, True)
+    # I leave; a bystander appears one face width away in the next frame
+    bystander = moved(me, 75, 0)
+    tracks = tr.update(dets(bystander), FRAME)
+    shown = [t for t in tracks if contains(t.box, bystander)]
+    assert len(shown) == 1 and not shown[0].exempt
+    # while an exempt face that really stays close keeps its flag
+    tr2 = Tracker()
+    tid2 = only(tr2.update(dets(me), FRAME)).track_id
+    tr2.set_exempt(tid2, True)
+    t = only(tr2.update(dets(moved(me, 8, 3)), FRAME))
+    assert t.track_id == tid2 and t.exempt
+
+
+def test_reset_empties_and_ids_keep_counting() -> None:
+    tr = Tracker()
+    tr.update(dets(START), FRAME)
+    tr.reset()
+    assert tr.tracks == [] and tr.predict(FRAME) == []
+    assert only(tr.update(dets(START), FRAME)).track_id == 2
+
+
+def test_apply_settings_at_run_time() -> None:
+    tr = Tracker(TrackerSettings(hold_frames=10))
+    tr.update(dets(START), FRAME)
+    tr.update(Detections.empty(), FRAME)
+    tr.apply_settings(TrackerSettings(hold_frames=1))
+    assert tr.settings.hold_frames == 1
+    assert tr.update(Detections.empty(), FRAME) == []
+
+
+def test_returned_tracks_are_snapshots() -> None:
+    tr = Tracker()
+    t = only(tr.update(dets(START), FRAME))
+    t.box[:] = 0
+    t.exempt = True
+    again = only(tr.tracks)
+    assert contains(again.box, START) and not again.exempt
