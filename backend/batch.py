@@ -208,9 +208,6 @@ class BatchRunner:
             from backend.pipeline import build_detector
 
             self._detector = build_detector(self.settings, self.pool)
-            note = getattr(self._detector, "provider_note", "")
-            if note:
-                log.info("%s", note)
         return self._detector
 
     def run_job(self, job: Job) -> JobStats:
@@ -454,6 +451,8 @@ def run_process(args) -> int:
             bpath = Path(args.boxes)
             check_writable(bpath)
             boxes = _AtomicText(bpath)
+        for job in plan.jobs:  # before the model loads: a bad -o fails at once
+            check_writable(job.output)
         runner = BatchRunner(settings, quiet=args.quiet, boxes=boxes)
         failures = list(plan.skipped)
         for path, reason in plan.skipped:
@@ -485,8 +484,8 @@ def run_process(args) -> int:
             print(f"total: {done} of {len(plan.jobs) + len(plan.skipped)} inputs, {total.frames} "
                   f"frames, {total.faces} faces, {total.fail_closed} fail-closed, "
                   f"{total.frames / max(elapsed, 1e-9):.1f} fps")
-        if STATS.total() and not args.quiet:
-            log.info("recoveries: %s", ", ".join(f"{k}={v}" for k, v in STATS.counts().items()))
+        if STATS.total():
+            log.debug("recoveries: %s", ", ".join(f"{k}={v}" for k, v in STATS.counts().items()))
         if failures:
             return EXIT_PARTIAL if done else EXIT_INPUT
         return EXIT_OK

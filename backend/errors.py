@@ -86,15 +86,20 @@ class ErrorStats:
         self._events: deque[RecoveryEvent] = deque(maxlen=keep)
         self._logged: set[tuple[str, str]] = set()
 
-    def record(self, category: Category, strategy: Strategy, where: str, reason: str) -> None:
-        """Count one recovery; log it the first time this (where, reason) occurs."""
+    def record(
+        self, category: Category, strategy: Strategy, where: str, reason: str, log_it: bool = True
+    ) -> None:
+        """Count one recovery; log it the first time this (where, reason) occurs.
+
+        ``log_it=False`` when the caller already told the user in its own words.
+        """
         ev = RecoveryEvent(time.time(), category.value, strategy.value, where, reason)
         with self._lock:
             self._counts[f"{category.value}.{strategy.value}"] += 1
             self._events.append(ev)
             first = (where, reason) not in self._logged
             self._logged.add((where, reason))
-        if first:
+        if first and log_it:
             log.warning("%s: %s (%s, %s)", where, reason, category.value, strategy.value)
 
     def counts(self) -> dict[str, int]:

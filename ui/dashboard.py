@@ -354,7 +354,7 @@ class DashboardWidget(QWidget):
             top = float(np.nanmax(cols)) if np.isfinite(cols).any() else 0.0
             if plot_key == "rss":
                 # Room above the critical line for its label.
-                top = max(top, self._critical_mb * 1.15)
+                top = max(top, self._critical_mb * 1.25)
             top = max(top * 1.1, self._y_floor[plot_key])
             self.plots[plot_key].setYRange(0, top, padding=0)
         self._update_rss_pen(self._latest.rss_mb)

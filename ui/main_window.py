@@ -8,8 +8,10 @@ Keyboard: every action uses ``Qt.ShortcutContext.ApplicationShortcut`` so shortc
 from a floating dock too, and every action is also added to the window itself so they keep
 working while the menu bar is hidden (fullscreen). Space is Start/Stop even while a spin
 box, combo box or button has focus: a small event filter on those controls stops them from
-claiming Space (``ShortcutOverride``), so the shortcut wins. Free-text fields (the mask
-image path) keep Space, since a path may contain one.
+claiming Space (``ShortcutOverride``), so the shortcut wins; spin boxes also let the
+single-letter shortcuts (R, M, O, B) through. Free-text fields (the mask image path, the
+typed detector size) keep their letters, and the path keeps Space, since a path may
+contain one.
 """
 
 from __future__ import annotations
@@ -57,21 +59,36 @@ EXTRA_SHORTCUTS: tuple[tuple[str, str], ...] = (
 )
 
 
+_PLAIN = (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.KeypadModifier)
+
+
 def _plain(text: str) -> str:
     """Menu text without the mnemonic ampersand and the trailing dots."""
     return text.replace("&&", "\0").replace("&", "").replace("\0", "&").rstrip(".")
 
 
 class SpaceForShortcutFilter(QObject):
-    """Stops a control from claiming Space, so the Start/Stop shortcut receives it."""
+    """Stops a control from claiming Space, so the Start/Stop shortcut receives it.
+
+    With ``letters=True`` (spin boxes, which never take letters) plain letter keys pass
+    through too, so R, M, O and B keep working while a number field has focus.
+    """
+
+    def __init__(self, parent: QObject | None = None, letters: bool = False) -> None:
+        """Filter Space, and plain letters when ``letters``."""
+        super().__init__(parent)
+        self._letters = letters
 
     def eventFilter(self, obj: QObject | None, event: QEvent | None) -> bool:  # noqa: D102
         if (
             event is not None
             and event.type() == QEvent.Type.ShortcutOverride
             and isinstance(event, QKeyEvent)
-            and event.key() == Qt.Key.Key_Space
-            and event.modifiers() == Qt.KeyboardModifier.NoModifier
+            and event.modifiers() in _PLAIN
+            and (
+                event.key() == Qt.Key.Key_Space
+                or (self._letters and Qt.Key.Key_A.value <= event.key() <= Qt.Key.Key_Z.value)
+            )
         ):
             # Unaccepted and filtered: the control never sees it, the shortcut map does.
             event.ignore()
@@ -156,6 +173,7 @@ class MainWindow(QMainWindow):
         self._close_cancelled = False
         self._shortcuts_dialog: ShortcutsDialog | None = None
         self._space_filter = SpaceForShortcutFilter(self)
+        self._spin_filter = SpaceForShortcutFilter(self, letters=True)
 
         self.preview = PreviewWidget(self)
         self.preview.frame_clicked.connect(self.frame_clicked)
@@ -291,7 +309,9 @@ class MainWindow(QMainWindow):
 
     def _install_space_filter(self, root: QWidget) -> None:
         for widget in root.findChildren(QWidget):
-            if isinstance(widget, QAbstractSpinBox | QComboBox | QAbstractButton):
+            if isinstance(widget, QAbstractSpinBox):
+                widget.installEventFilter(self._spin_filter)
+            elif isinstance(widget, QComboBox | QAbstractButton):
                 widget.installEventFilter(self._space_filter)
 
     def _fill_camera_menu(self, cameras: Sequence[tuple[str, str]]) -> None:
@@ -401,6 +421,10 @@ class MainWindow(QMainWindow):
     def dashboard(self) -> DashboardWidget | None:
         """The dashboard, or None until it was first shown."""
         return self._dashboard
+
+    def dashboard_visible(self) -> bool:
+        """Whether the dashboard exists and its dock is shown (feed it only then)."""
+        return self._dashboard is not None and not self.dashboard_dock.isHidden()
 
     def set_dashboard_visible(self, visible: bool) -> None:
         """Show or hide the performance dashboard dock (built on first show)."""

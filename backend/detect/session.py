@@ -95,7 +95,7 @@ def report_fallback(where: str, note: str) -> None:
         _noted.add(note)
     if first:
         log.warning("%s", note)
-    STATS.record(Category.GPU, Strategy.FALLBACK, where, note)
+    STATS.record(Category.GPU, Strategy.FALLBACK, where, note, log_it=False)
 
 
 def _one_line(exc: BaseException | str, limit: int = 240) -> str:

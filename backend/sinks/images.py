@@ -64,6 +64,8 @@ class ImageSink:
         rel = PurePath(frame.source_id.replace("\\", "/")) if frame.source_id else PurePath()
         if rel.is_absolute() or ".." in rel.parts:
             rel = PurePath(rel.name)  # never write outside the output folder
+        if not rel.name:
+            rel = PurePath("frame")
         if rel.suffix.lower() not in IMAGE_EXTENSIONS:
             rel = rel.with_name(f"{rel.stem or 'frame'}_{frame.index:06d}.png")
         if self.ext is not None:

@@ -40,6 +40,9 @@ _FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
 _DEFAULT_TIME_BASE = Fraction(1, 90000)  # exact for 24, 25, 30, 50, 60 and 29.97 fps
 _BT709 = 1  # AVCOL_PRI/TRC/SPC_BT709
 _TV_RANGE = 1  # AVCOL_RANGE_MPEG
+# Audio packets ending this long before the first video frame are still copied: AAC's
+# priming packet and the decoder's overlap need them; the muxer's edit list hides them.
+_PREROLL = 0.05
 
 
 def _cause(exc: BaseException) -> str:
@@ -87,6 +90,14 @@ def to_video_frame(image: np.ndarray, stream: av.video.VideoStream) -> av.VideoF
     return vf.reformat(format=stream.pix_fmt, dst_colorspace=Colorspace.ITU709)
 
 
+def _aac_layout(layout: av.AudioLayout) -> str:
+    """A channel layout the AAC encoder takes: the input's, or a standard one by count."""
+    named = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+    if not layout.name.endswith("channels"):  # "3 channels": count known, order not
+        return layout.name
+    return named.get(layout.nb_channels, "stereo")
+
+
 class _AudioFeed:
     """The first audio stream of another file, fed into the output in time order.
 
@@ -109,8 +120,7 @@ class _AudioFeed:
         if transcode:
             cc = self.stream_in.codec_context
             self.stream_out = out.add_stream("aac", rate=cc.sample_rate or 48000)
-            with contextlib.suppress(AttributeError, ValueError, TypeError):
-                self.stream_out.layout = cc.layout.name
+            self.stream_out.layout = _aac_layout(cc.layout)
         else:
             self.stream_out = out.add_stream_from_template(self.stream_in)
         self._out = out
@@ -138,7 +148,7 @@ class _AudioFeed:
                     continue
                 t = float(packet.pts * tb) - offset
                 dur = float(packet.duration * tb) if packet.duration else 0.0
-                if t + dur <= 0:  # entirely before the first video frame
+                if t + dur < -_PREROLL:  # well before the first video frame
                     continue
                 if self.transcode:
                     for f in self.stream_in.decode(packet):
@@ -243,9 +253,9 @@ class VideoRecorder:
         self.pts_adjusted = 0
         self.has_audio = False
         self._crf, self._preset, self._threads = crf, preset, threads
-        self._format = container_format(self.path)
         audio_path = Path(audio_from) if audio_from is not None else None
         output_writable(self.path, inputs=[audio_path])
+        self._format = container_format(self.path)
         self._tmp = self.path.with_name(f".{self.path.stem}.ptim-tmp{self.path.suffix}")
         self._out: av.container.OutputContainer | None = None
         self._audio: _AudioFeed | None = None

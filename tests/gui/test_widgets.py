@@ -415,13 +415,14 @@ def test_ui_imports_no_pyqtgraph_cv2_or_onnxruntime() -> None:
 
 
 def test_window_ctrl_p_toggles_dashboard(qtbot, window: MainWindow) -> None:
-    assert window.dashboard_dock.isHidden()
+    assert window.dashboard_dock.isHidden() and not window.dashboard_visible()
     qtbot.keyClick(window, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
     assert window.dashboard is not None and not window.dashboard_dock.isHidden()
+    assert window.dashboard_visible()
     assert window.dashboard.timer_active
     assert window.menu_actions["dashboard"].isChecked()
     qtbot.keyClick(window, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
-    assert window.dashboard_dock.isHidden()
+    assert window.dashboard_dock.isHidden() and not window.dashboard_visible()
     assert not window.dashboard.timer_active  # hidden dashboard costs nothing
     assert not window.menu_actions["dashboard"].isChecked()
 
@@ -480,6 +481,10 @@ def test_window_space_with_spinbox_focus(qtbot, window: MainWindow) -> None:
     with qtbot.waitSignal(window.start_stop_requested, timeout=500):
         qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
     assert spin.value() == before
+    with qtbot.waitSignal(window.record_requested, timeout=500):  # letters pass too
+        qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_R)
+    with qtbot.assertNotEmitted(window.start_stop_requested):  # digits still type
+        qtbot.keyClicks(QApplication.focusWidget(), "5")
 
 
 @pytest.mark.parametrize("key", ["mask.type", "output.keep_audio", "detector.input_size"])
