@@ -190,13 +190,13 @@ class BatchRunner:
 
     def __init__(self, settings, quiet: bool = False, boxes: _AtomicText | None = None,
                  pool=None, detector=None) -> None:
-        from backend.memory import MemoryPool
         from backend.metrics import Metrics
+        from backend.pipeline import make_pool
 
         self.settings = settings
         self.quiet = quiet
         self.boxes = boxes
-        self.pool = pool or MemoryPool(settings.performance.gpu_memory_pool_size_mb)
+        self.pool = pool or make_pool(settings.performance.gpu_memory_pool_size_mb)
         self.metrics = Metrics(pool=self.pool)
         self._detector = detector
         self.stop_event = threading.Event()
@@ -214,7 +214,12 @@ class BatchRunner:
         """Process one job completely; its output exists only when this returns."""
         from backend.sources import open_source
 
+        from backend.faults import FaultySource, faults_from_env
+
         src = open_source(job.source) if job.source != "demo" else _demo_source()
+        faults = faults_from_env()
+        if faults is not None and faults.source_fail:
+            src = FaultySource(src, faults)
         with src:
             if job.kind == "image":
                 return self._run_image(job, src)
@@ -224,7 +229,8 @@ class BatchRunner:
         from backend.pipeline import DetectionRunner, Pipeline
 
         pipe = Pipeline(self.settings, pool=self.pool, metrics=self.metrics)
-        runner = DetectionRunner(self.detector, self.settings.detector.deadline_ms / 1000.0)
+        runner = DetectionRunner(self.detector, self.settings.detector.deadline_ms / 1000.0,
+                                 pool=self.pool)
         return pipe, runner
 
     def _run_image(self, job: Job, src) -> JobStats:
@@ -261,6 +267,11 @@ class BatchRunner:
             job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
             crf=self.settings.output.crf, preset=self.settings.output.preset, audio_from=audio,
         )
+        from backend.faults import FaultyWriter, faults_from_env
+
+        faults = faults_from_env()
+        if faults is not None and faults.write_fail is not None:
+            rec = FaultyWriter(rec, faults)
         stats = JobStats(expected=src.frame_count)
         progress = _Progress(Path(job.source).name, src.frame_count, not self.quiet)
         frames_q: queue.Queue = queue.Queue(maxsize=8)

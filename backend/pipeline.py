@@ -42,7 +42,7 @@ def build_detector(settings: Settings, pool: MemoryPool | None = None):
     from backend.detect import CenterFaceDetector
 
     size, long_side = detector_size(settings)
-    return CenterFaceDetector(
+    detector = CenterFaceDetector(
         model_path=settings.detector.model_path or None,
         threshold=settings.detector.threshold,
         input_size=size,
@@ -51,6 +51,22 @@ def build_detector(settings: Settings, pool: MemoryPool | None = None):
         threads=settings.performance.max_processing_workers,
         pool=pool,
     )
+    from backend.faults import FaultyDetector, faults_from_env
+
+    faults = faults_from_env()
+    if faults is not None and faults.touches_detector:
+        return FaultyDetector(detector, faults)
+    return detector
+
+
+def make_pool(capacity_mb: float) -> MemoryPool:
+    """The frame-buffer pool (with injected allocation failures under PTIM_FAULTS)."""
+    from backend.faults import failing_allocator, faults_from_env
+
+    faults = faults_from_env()
+    if faults is not None and faults.pool_fail:
+        return MemoryPool(capacity_mb, allocator=failing_allocator(faults))
+    return MemoryPool(capacity_mb)
 
 
 @dataclass(slots=True)
@@ -69,10 +85,14 @@ class DetectionRunner:
     ``DetectionOutcome(None, reason)``; the caller must then fail closed.
     """
 
-    def __init__(self, detector, deadline_s: float, errors: ErrorStats | None = None) -> None:
+    def __init__(
+        self, detector, deadline_s: float, errors: ErrorStats | None = None,
+        pool: MemoryPool | None = None,
+    ) -> None:
         self.detector = detector
         self.deadline_s = deadline_s
         self._errors = errors or STATS
+        self._pool = pool
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptim-detect")
         self._busy: Future | None = None
 
@@ -82,8 +102,29 @@ class DetectionRunner:
 
     def _timed(self, image: np.ndarray) -> tuple[Detections, float]:
         t = time.perf_counter()
-        dets = self.detector.detect(image)
+        try:
+            dets = self.detector.detect(image)
+        except MemoryError as exc:
+            dets = self._detect_after_memory_error(image, exc)
         return dets, time.perf_counter() - t
+
+    def _detect_after_memory_error(self, image: np.ndarray, exc: MemoryError) -> Detections:
+        """Free pool caches and retry; then shrink the detector input and retry again."""
+        self._errors.record(Category.MEMORY, Strategy.RETRY, "detector", f"{exc}; caches freed")
+        if self._pool is not None:
+            self._pool.free_cache()
+        try:
+            return self.detector.detect(image)
+        except MemoryError as exc2:
+            long_side = getattr(self.detector, "long_side", None)
+            if not long_side or long_side <= 256:
+                raise
+            smaller = max(256, int(long_side * 0.75) // 32 * 32)
+            self.detector.long_side = smaller
+            self.detector.set_input_size(None)
+            self._errors.record(Category.MEMORY, Strategy.DEGRADE, "detector",
+                                f"{exc2}; detector input reduced to {smaller} px")
+            return self.detector.detect(image)
 
     def result(self, fut: Future, width: int, height: int, started: float) -> DetectionOutcome:
         """Wait for ``fut`` until ``started + deadline``; validate what it returns."""

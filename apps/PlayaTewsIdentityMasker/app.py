@@ -16,9 +16,8 @@ from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 from apps.PlayaTewsIdentityMasker.workers import DetectorLoader, LoopThread
 from backend.errors import STATS, PtimError
 from backend.live import CaptureLoop, LatestSlot, ProcessLoop, RecorderWorker
-from backend.memory import MemoryPool
 from backend.metrics import Metrics
-from backend.pipeline import DetectionRunner, FrameResult, Pipeline, detector_size
+from backend.pipeline import DetectionRunner, FrameResult, Pipeline, detector_size, make_pool
 from config.manager import ConfigManager
 from config.schema import Settings
 
@@ -56,7 +55,7 @@ class MaskerApp(QObject):
         # a broken user YAML must not stop the app: defaults run and the status bar says why
         self.config = ConfigManager(data_dir, tolerate_bad_file=True)
         settings = self.config.settings
-        self.pool = MemoryPool(settings.performance.gpu_memory_pool_size_mb)
+        self.pool = make_pool(settings.performance.gpu_memory_pool_size_mb)
         self.metrics = Metrics(pool=self.pool, errors=STATS)
         self.pipeline = Pipeline(settings, pool=self.pool, metrics=self.metrics, errors=STATS)
         self.capture_slot = LatestSlot()
@@ -146,13 +145,21 @@ class MaskerApp(QObject):
 
     def _on_detector_loaded(self, detector) -> None:
         self.detector = detector
-        self._runner = DetectionRunner(detector, self.config.settings.detector.deadline_ms / 1000)
+        self._runner = DetectionRunner(detector, self.config.settings.detector.deadline_ms / 1000,
+                                       pool=self.pool)
         self.process_loop.set_runner(self._runner)
         provider = getattr(detector, "provider", "cpu").upper()
         self.window.set_detector_state(f"Detector: {provider}")
         note = getattr(detector, "provider_note", "")
         if note:
             self.window.show_status(note)
+
+    def window_detector_text(self) -> str:
+        """Provider and input size of the loaded detector, for reports."""
+        det = self.detector
+        if det is None:
+            return "not loaded"
+        return f"{det.provider} long side {det.long_side} size {det.input_size or 'auto'}"
 
     def _on_detector_failed(self, message: str) -> None:
         self.window.set_detector_state("Detector failed: output stays obscured")
@@ -181,6 +188,11 @@ class MaskerApp(QObject):
         except PtimError as exc:
             self.window.show_status(str(exc), error=True)
             return False
+        from backend.faults import FaultySource, faults_from_env
+
+        faults = faults_from_env()
+        if faults is not None and faults.source_fail:
+            src = FaultySource(src, faults)
         if not src.is_live:
             src = Paced(src)
         self._stop_capture()

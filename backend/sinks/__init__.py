@@ -1,7 +1,15 @@
-"""Frame sinks: the H.264 recorder (audio kept, atomic) and image files."""
+"""Frame sinks: the H.264 recorder (audio kept, atomic), image files, the virtual camera."""
 
 from backend.sinks.checks import output_writable
 from backend.sinks.images import ImageSink
 from backend.sinks.recorder import VideoRecorder, container_format, h264_pix_fmt
+from backend.sinks.virtual_camera import VirtualCamera
 
-__all__ = ["ImageSink", "VideoRecorder", "container_format", "h264_pix_fmt", "output_writable"]
+__all__ = [
+    "ImageSink",
+    "VideoRecorder",
+    "VirtualCamera",
+    "container_format",
+    "h264_pix_fmt",
+    "output_writable",
+]

@@ -310,7 +310,8 @@ class VideoRecorder:
         w, h = self.size
         if img.dtype != np.uint8 or img.shape != (h, w, 3):
             raise ValueError(
-                f"frame {frame.index} is {img.shape} {img.dtype}, recorder expects ({h}, {w}, 3) uint8"
+                f"frame {frame.index} is {img.shape} {img.dtype}, "
+                f"recorder expects ({h}, {w}, 3) uint8"
             )
         if self._last_pts is None:
             self._origin = frame.timestamp

@@ -37,6 +37,7 @@ class VideoFileSource(Source):
     preserved. Frames carrying a display rotation (phone videos) are rotated upright, so
     ``size`` is the displayed size. ``frame_count`` is the container's count, or None
     when the container does not store one; ``duration`` (seconds) likewise.
+    ``Frame.source_id`` is the file name; ``audio`` says whether the file has sound.
 
     A truncated or damaged file yields the frames before the damage, then None; the
     reason is logged and ``truncated`` is set. ``frames_read`` counts delivered frames.
@@ -63,6 +64,9 @@ class VideoFileSource(Source):
     def open(self) -> None:
         """Open the file and decode its first frame; InputError when that fails."""
         self.close()
+        self.frames_read = self.decode_errors = 0
+        self.truncated = False
+        self._last_ts = -1.0
         p = self.path
         if not p.exists():
             raise InputError(f"{p}: file not found")

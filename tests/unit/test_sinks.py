@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import resource
-from fractions import Fraction
 import signal
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -163,6 +163,33 @@ def test_audio_is_cut_to_the_recorded_video(tmp_path, clip_with_audio):
     assert end == pytest.approx(15 / SPEC.fps, abs=0.05)
 
 
+def test_recording_from_mid_file_keeps_audio_in_sync(tmp_path, clip_with_audio):
+    out = tmp_path / "late.mp4"
+    with VideoFileSource(clip_with_audio) as src, VideoRecorder(
+        out, src.fps, src.size, audio_from=clip_with_audio
+    ) as rec:
+        for f in src:
+            if f.index >= 10:
+                rec.write(f)
+    # the output starts at the first written frame (t=1/3 s in the input): audio too
+    assert _read(out)[0].timestamp == pytest.approx(0.0, abs=1e-3)
+    _, end, _ = _audio_info(out)
+    assert end == pytest.approx(20 / SPEC.fps, abs=0.05)
+
+    # every copied packet plays 1/3 s earlier than in the input: the frames' shift
+    def packets(path):
+        with av.open(os.fspath(path)) as c:
+            s = c.streams.audio[0]
+            return [(bytes(p), float(p.pts * p.time_base)) for p in c.demux(s) if p.size]
+
+    p_in, p_out = packets(clip_with_audio), packets(out)
+    data_in, data_out = [d for d, _ in p_in], [d for d, _ in p_out]
+    k = next(i for i in range(len(p_in)) if data_in[i : i + len(p_out)] == data_out)
+    shifts = [p_in[k + j][1] - t for j, (_, t) in enumerate(p_out)]
+    assert len(shifts) > 10
+    assert shifts == pytest.approx([10 / SPEC.fps] * len(shifts), abs=1e-3)
+
+
 def test_audio_from_a_silent_file_gives_a_silent_output(tmp_path):
     silent = write_clip(SPEC, tmp_path / "silent.mp4")
     out = tmp_path / "out.mp4"
@@ -297,7 +324,9 @@ def test_write_failure_disk_full_is_an_output_error(tmp_path):
     # a file size limit makes the kernel fail writes with EFBIG, like a full disk
     out = tmp_path / "big.mp4"
     rng = np.random.default_rng(1)
-    noise = [Frame(i, i / 30, rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)) for i in range(40)]
+    noise = [
+        Frame(i, i / 30, rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)) for i in range(40)
+    ]
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     try:
@@ -326,7 +355,9 @@ def test_image_sink_names_and_formats_by_source_id(tmp_path):
         sink.write(Frame(10, 0.0, img, "sub/c.webp")),
     ]
     rel = [p.relative_to(tmp_path / "out").as_posix() for p in written]
-    assert rel == ["a.png", "b.JPG", "clip_000007.png", "frame_000008.png", "escape.png", "sub/c.webp"]
+    assert rel == [
+        "a.png", "b.JPG", "clip_000007.png", "frame_000008.png", "escape.png", "sub/c.webp"
+    ]
     assert sink.frames_written == 6
     np.testing.assert_array_equal(cv2.imread(str(written[0])), img)  # PNG is lossless
     assert _psnr(cv2.imread(str(written[1])), img) > 30  # a real JPEG

@@ -149,7 +149,8 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
     with av.open(os.fspath(path), "w") as out:
         s = out.add_stream("aac", rate=48000, layout="mono")
         for i in range(10):
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            silence = np.zeros((1, 1024), np.float32)
+            af = av.AudioFrame.from_ndarray(silence, format="fltp", layout="mono")
             af.sample_rate, af.pts = 48000, i * 1024
             out.mux(s.encode(af))
         out.mux(s.encode(None))
