@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backend.sources.synthetic import SCENES, SceneSpec, ground_truth, render, write_clip  # noqa: E402
+from backend.sources.synthetic import SCENES, SceneSpec, render, write_clip  # noqa: E402
 
 OUT_DIR = ROOT / "bench" / "out"
 CLIP_DIR = OUT_DIR / "clips"
@@ -159,6 +159,7 @@ class Score:
     face_frames: int = 0  # (frame, face) pairs with a scorable core
     leaked: int = 0  # face-frames whose core is exposed
     frames_with_leak: int = 0
+    resized: int = 0  # output frames of another size, scaled to the scene's to compare
     leaks: list[Leak] = field(default_factory=list)
 
     @property
@@ -198,10 +199,17 @@ def score_frame(
     out: np.ndarray, orig: np.ndarray, boxes: np.ndarray, index: int, score: Score,
     min_frac: float = MIN_EXPOSED_FRAC,
 ) -> None:
-    """Add one frame's face-frames and leaks to ``score``."""
+    """Add one frame's face-frames and leaks to ``score``.
+
+    An output frame of another size (deface's writer rounds sides up to multiples of 16)
+    is scaled to the scene's size first and counted in ``score.resized``.
+    """
     h, w = orig.shape[:2]
     if out.shape != orig.shape:
-        raise ValueError(f"frame {index}: output is {out.shape}, scene is {orig.shape}")
+        import cv2
+
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+        score.resized += 1
     leaked_here = False
     for face, box in enumerate(boxes):
         rect = core_rect(box, w, h)

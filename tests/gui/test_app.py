@@ -1,0 +1,242 @@
+"""The desktop app end to end, offscreen: real detector, demo source, real widgets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PyQt6.QtCore import QPoint, QRectF, Qt
+
+from backend.live import frame_is_raw
+from backend.sources import SCENES, ground_truth, render
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = SCENES["demo"]
+
+
+@pytest.fixture
+def app_ctl(qtbot, tmp_path, monkeypatch):
+    """A started MaskerApp on the demo source with its own userdata dir."""
+    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+
+    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
+    (tmp_path / "config.yaml").write_text(f"ui:\n  record_dir: {tmp_path / 'rec'}\n")
+    ctl = MaskerApp(tmp_path, source_spec="demo")
+    ctl.window.quit_requested.disconnect()
+    ctl.window.resize(1100, 700)
+    ctl.window.show()
+    ctl.start()
+    qtbot.waitUntil(lambda: ctl.detector is not None, timeout=20000)
+    yield ctl
+    ctl.shutdown()
+    ctl.window.close()
+
+
+def _shown(ctl):
+    res = ctl._shown
+    assert res is not None
+    return res
+
+
+def _wait_frames(qtbot, ctl, n: int = 5) -> None:
+    start = ctl.metrics.frames_out
+    qtbot.waitUntil(lambda: ctl.metrics.frames_out >= start + n, timeout=10000)
+
+
+def _original(index: int) -> np.ndarray:
+    return render(SPEC, index % SPEC.n_frames)[0]
+
+
+def test_shows_masked_frames_of_the_demo(qtbot, app_ctl):
+    _wait_frames(qtbot, app_ctl, 10)
+    res = _shown(app_ctl)
+    assert not res.fail_closed
+    img = res.frame.image
+    orig = _original(res.frame.index)
+    boxes = list(ground_truth(SPEC, res.frame.index % SPEC.n_frames))
+    assert boxes and not frame_is_raw(img, orig, boxes)
+    # the painted preview holds exactly that masked array
+    assert app_ctl.window.preview._masked is img
+    grab = app_ctl.window.preview.grab().toImage()
+    assert grab.width() > 100 and not grab.isNull()
+    assert any(lab.text() == "Detector: CPU" for lab in _labels(app_ctl))
+
+
+def test_fail_closed_until_detector_loads(qtbot, tmp_path, monkeypatch):
+    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+
+    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
+    ctl = MaskerApp(tmp_path, source_spec="demo")
+    ctl.window.quit_requested.disconnect()
+    ctl._load_detector = lambda settings: None  # the model never arrives
+    ctl.window.show()
+    ctl.start()
+    try:
+        _wait_frames(qtbot, ctl, 5)
+        res = _shown(ctl)
+        assert res.fail_closed
+        boxes = list(ground_truth(SPEC, res.frame.index % SPEC.n_frames))
+        assert not frame_is_raw(res.frame.image, _original(res.frame.index), boxes)
+        assert ctl.metrics.fail_closed >= 5
+    finally:
+        ctl.shutdown()
+        ctl.window.close()
+
+
+def test_control_change_reaches_config_file_and_next_frame(qtbot, app_ctl):
+    combo = app_ctl.window.controls.control("mask.type")
+    combo.setCurrentText("solid")
+    qtbot.waitUntil(lambda: app_ctl.pipeline.settings.mask.type == "solid", timeout=3000)
+    saved = yaml.safe_load((app_ctl.data_dir / "config.yaml").read_text())
+    assert saved["mask"]["type"] == "solid"
+    n = app_ctl.metrics.frames_out
+    qtbot.waitUntil(lambda: app_ctl.metrics.frames_out > n + 3, timeout=5000)
+    res = _shown(app_ctl)
+    track = next(t for t in res.tracks if not t.exempt)
+    x0, y0, x1, y1 = (int(v) for v in track.box)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    assert (res.frame.image[cy - 3:cy + 3, cx - 3:cx + 3] <= 2).all()
+
+
+def test_yaml_edit_reaches_controls_within_a_second(qtbot, app_ctl):
+    cfg = app_ctl.data_dir / "config.yaml"
+    data = yaml.safe_load(cfg.read_text()) or {}
+    data.setdefault("mask", {})["scale"] = 2.1
+    tmp = cfg.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(data))
+    t0 = time.monotonic()
+    tmp.replace(cfg)  # editors save by rename
+    spin = app_ctl.window.controls.control("mask.scale")
+    qtbot.waitUntil(lambda: abs(spin.value() - 2.1) < 1e-6, timeout=3000)
+    assert time.monotonic() - t0 < 1.5
+    assert app_ctl.pipeline.settings.mask.scale == pytest.approx(2.1)
+    cfg.write_text("mask:\n  scale: 99\n")  # invalid: keep the last good config, say why
+    qtbot.waitUntil(lambda: "mask.scale" in app_ctl.window.statusBar().currentMessage()
+                    or any("mask.scale" in lab.text() for lab in _labels(app_ctl)), timeout=3000)
+    assert app_ctl.pipeline.settings.mask.scale == pytest.approx(2.1)
+
+
+def _labels(ctl):
+    from PyQt6.QtWidgets import QLabel
+
+    return ctl.window.statusBar().findChildren(QLabel)
+
+
+def test_ctrl_p_toggles_dashboard(qtbot, app_ctl):
+    w = app_ctl.window
+    assert not w.dashboard_visible()
+    qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(w.dashboard_visible, timeout=3000)
+    qtbot.wait(800)  # the stats timer feeds it a few times
+    assert w.dashboard is not None
+    qtbot.keyClick(w, Qt.Key.Key_P, Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(lambda: not w.dashboard_visible(), timeout=3000)
+
+
+def test_click_on_a_face_exempts_it_and_click_again_masks_it(qtbot, app_ctl):
+    from ui.preview import fit_rect
+
+    _wait_frames(qtbot, app_ctl, 5)
+    app_ctl.toggle_running()  # pause so the face stays where we click
+    qtbot.wait(300)
+    res = _shown(app_ctl)
+    track = max(res.tracks, key=lambda t: (t.box[2] - t.box[0]))
+    cx, cy = float(track.box[0] + track.box[2]) / 2, float(track.box[1] + track.box[3]) / 2
+    preview = app_ctl.window.preview
+    h, w = res.frame.image.shape[:2]
+    rect = fit_rect(w, h, QRectF(preview.rect()))
+    pos = QPoint(int(rect.x() + cx * rect.width() / w), int(rect.y() + cy * rect.height() / h))
+    qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: any(t.exempt for t in app_ctl.pipeline.tracker.tracks), timeout=2000)
+    # the re-processed paused frame shows that face unmasked, the other still masked
+    qtbot.waitUntil(lambda: any(t.exempt for t in _shown(app_ctl).tracks), timeout=3000)
+    shown = _shown(app_ctl)
+    orig = _original(shown.frame.index)
+    ex = next(t for t in shown.tracks if t.exempt)
+    assert frame_is_raw(shown.frame.image, orig, [ex.box])
+    others = [t.box for t in shown.tracks if not t.exempt]
+    assert others and not frame_is_raw(shown.frame.image, orig, others)
+    assert "VISIBLE" in app_ctl.window.statusBar().currentMessage() or any(
+        "VISIBLE" in lab.text() for lab in _labels(app_ctl))
+    qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=pos)
+    qtbot.waitUntil(lambda: not any(t.exempt for t in app_ctl.pipeline.tracker.tracks),
+                    timeout=2000)
+    qtbot.waitUntil(lambda: not any(t.exempt for t in _shown(app_ctl).tracks), timeout=3000)
+
+
+def test_source_failing_mid_stream_is_reported_and_recovered(qtbot, tmp_path, monkeypatch):
+    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+    from backend.errors import STATS
+
+    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
+    monkeypatch.setenv("PTIM_FAULTS", "source.fail=20+4")
+    STATS.reset()
+    ctl = MaskerApp(tmp_path, source_spec="demo")
+    ctl.window.quit_requested.disconnect()
+    messages: list[str] = []
+    ctl.status_message.connect(lambda text, err: messages.append(text))
+    ctl.window.show()
+    ctl.start()
+    try:
+        qtbot.waitUntil(lambda: any("reconnected" in m for m in messages), timeout=20000)
+        assert any("read failed" in m and "reconnecting" in m for m in messages)
+        n = ctl.metrics.frames_out
+        qtbot.waitUntil(lambda: ctl.metrics.frames_out > n + 10, timeout=10000)
+        assert STATS.counts().get("io.restart", 0) == 4
+    finally:
+        ctl.shutdown()
+        ctl.window.close()
+
+
+def test_recording_makes_a_playable_file(qtbot, app_ctl):
+    import av
+
+    app_ctl.toggle_record(True)
+    qtbot.wait(1500)
+    app_ctl.toggle_record(False)
+    files = list((app_ctl.data_dir / "rec").glob("ptim_*.mp4"))
+    assert len(files) == 1
+    with av.open(str(files[0])) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) >= 20
+    assert (frames[0].width, frames[0].height) == (1280, 720)
+    assert not list((app_ctl.data_dir / "rec").glob("*ptim-tmp*"))
+
+
+def test_run_without_display_exits_2_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["PTIM_USERDATA_DIR"] = str(tmp_path)
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "run", "PlayaTewsIdentityMasker"],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.returncode == 2
+    assert "no display" in r.stderr and "process" in r.stderr and "make demo" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_window_appears_fast(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "PTIM_STARTUP_PROBE": "1",
+           "PTIM_USERDATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "--source", "demo"],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert any(line.startswith("window-shown") for line in r.stdout.splitlines())
+
+
+def test_install_shortcut_writes_a_launcher(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "main.py"), "install-shortcut",
+                        "--dest", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    (entry,) = tmp_path.glob("*.desktop")
+    text = entry.read_text()
+    assert "[Desktop Entry]" in text and "Type=Application" in text
+    exec_line = next(x for x in text.splitlines() if x.startswith("Exec="))
+    assert "main.py" in exec_line and "run PlayaTewsIdentityMasker" in exec_line
+    icon = next(x for x in text.splitlines() if x.startswith("Icon="))[5:]
+    assert Path(icon).is_file()
