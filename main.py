@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "beside the input")
     proc.add_argument("--mask", choices=["solid", "pixelate", "blur", "image"],
                       help="mask type (default from config: pixelate)")
-    proc.add_argument("--mask-image", metavar="PATH", help="image for --mask image (PNG with alpha)")
+    proc.add_argument("--mask-image", metavar="PATH",
+                      help="image for --mask image (PNG with alpha)")
     proc.add_argument("--mask-shape", choices=["ellipse", "box"], help="mask shape")
     proc.add_argument("--mask-scale", type=float, metavar="S", help="mask size vs face box")
     proc.add_argument("--blur-strength", type=float, metavar="K", help="blur strength 0.05-1")
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--detector-size", metavar="WxH|auto", help="detector input size")
     proc.add_argument("--keep-audio", action="store_true", default=None,
                       help="copy the input's audio track")
-    proc.add_argument("--boxes", metavar="FILE.jsonl", help="write one JSON line of tracks per frame")
+    proc.add_argument("--boxes", metavar="FILE.jsonl",
+                      help="write one JSON line of tracks per frame")
     proc.add_argument("--config", metavar="FILE", help="settings YAML (instead of the user's)")
     proc.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="inference provider")
     proc.add_argument("--quiet", action="store_true", help="print only errors")

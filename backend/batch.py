@@ -94,7 +94,8 @@ def plan_jobs(inputs: list[str], output: str | None) -> Plan:
         if path.is_dir():
             folder_out = (out / f"{path.name}_masked" if many else out) if out else \
                 path.with_name(f"{path.name}_masked")
-            entries = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            entries = sorted(p for p in path.iterdir()
+                             if p.is_file() and not p.name.startswith("."))
             if not entries:
                 raise InputError(f"{path}: folder holds no files")
             for entry in entries:
@@ -121,7 +122,8 @@ def check_writable(target: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"{target}: cannot create folder {parent}: {exc.strerror or exc}") from None
+        why = exc.strerror or exc
+        raise OutputError(f"{target}: cannot create folder {parent}: {why}") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{target}: folder {parent} is not writable")
     if target.is_dir():
@@ -212,9 +214,8 @@ class BatchRunner:
 
     def run_job(self, job: Job) -> JobStats:
         """Process one job completely; its output exists only when this returns."""
-        from backend.sources import open_source
-
         from backend.faults import FaultySource, faults_from_env
+        from backend.sources import open_source
 
         src = open_source(job.source) if job.source != "demo" else _demo_source()
         faults = faults_from_env()
@@ -262,7 +263,8 @@ class BatchRunner:
 
         check_writable(job.output)
         pipe, runner = self._pipeline()
-        audio = Path(job.source) if (self.settings.output.keep_audio and job.source != "demo") else None
+        keep = self.settings.output.keep_audio and job.source != "demo"
+        audio = Path(job.source) if keep else None
         rec = VideoRecorder(
             job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
             crf=self.settings.output.crf, preset=self.settings.output.preset, audio_from=audio,

@@ -14,7 +14,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ log = logging.getLogger("ptim.errors")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Category(str, Enum):
+class Category(StrEnum):
     """What failed."""
 
     MEMORY = "memory"
@@ -33,7 +33,7 @@ class Category(str, Enum):
     CONFIG = "config"
 
 
-class Strategy(str, Enum):
+class Strategy(StrEnum):
     """How it is recovered."""
 
     RETRY = "retry"

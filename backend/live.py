@@ -325,7 +325,8 @@ class ProcessLoop:
             try:
                 cam.send(result.frame.image)
             except Exception as exc:  # noqa: BLE001 - a broken virtual camera is switched off
-                self.pipeline.errors.record(Category.IO, Strategy.DEGRADE, "virtual camera", str(exc))
+                self.pipeline.errors.record(Category.IO, Strategy.DEGRADE, "virtual camera",
+                                            str(exc))
                 self.virtual_camera = None
         metrics.add_stage("output", time.perf_counter() - t)
         faces = sum(1 for tr in result.tracks if not tr.held_over)

@@ -34,7 +34,8 @@ QUALITY_LONG_SIDE = {"fast": 320, "balanced": 480, "accurate": 640}
 
 def detector_size(settings: Settings) -> tuple[tuple[int, int] | None, int]:
     """(explicit input size or None, long side used when auto) for these settings."""
-    return parse_size(settings.detector.input_size), QUALITY_LONG_SIDE[settings.quality.model_quality]
+    long_side = QUALITY_LONG_SIDE[settings.quality.model_quality]
+    return parse_size(settings.detector.input_size), long_side
 
 
 def build_detector(settings: Settings, pool: MemoryPool | None = None):

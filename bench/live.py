@@ -70,7 +70,8 @@ def main() -> int:
         print(f"input fps      {frames_in / elapsed:6.1f}")
         print(f"processed fps  {frames_out / elapsed:6.1f}")
         print(f"painted fps    {len(lat) / elapsed:6.1f}")
-        print(f"e2e latency    p50 {np.percentile(a, 50):5.1f} ms   p95 {np.percentile(a, 95):5.1f} ms"
+        p50, p95 = np.percentile(a, 50), np.percentile(a, 95)
+        print(f"e2e latency    p50 {p50:5.1f} ms   p95 {p95:5.1f} ms"
               f"   (capture to painted, {len(lat)} frames)")
         print(f"dropped        {snap.dropped_frames - base.dropped_frames} "
               f"(oldest frames, never shown)")

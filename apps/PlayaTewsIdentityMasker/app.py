@@ -7,6 +7,7 @@ touches a widget happens on the GUI thread through queued signals.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -95,7 +96,8 @@ class MaskerApp(QObject):
         """Load the detector in the background, open the source, start the workers."""
         s = self.config.settings
         self.window.controls.set_settings(s)
-        self.window.set_memory_limits(s.performance.memory_warning_mb, s.performance.memory_critical_mb)
+        perf = s.performance
+        self.window.set_memory_limits(perf.memory_warning_mb, perf.memory_critical_mb)
         self.window.set_detector_state("Loading face detector... (output obscured until ready)")
         self._process_thread.start()
         self._load_detector(s)
@@ -131,10 +133,8 @@ class MaskerApp(QObject):
         if cam is not None:
             cam.close()
         if STATS.total():
-            try:
+            with contextlib.suppress(OSError):  # a report must never block quitting
                 STATS.write_report(self.data_dir)
-            except OSError:
-                pass
 
     # -- detector -------------------------------------------------------------------------
     def _load_detector(self, settings: Settings) -> None:
@@ -246,12 +246,14 @@ class MaskerApp(QObject):
         with self.pipeline._lock:
             track = self.pipeline.tracker.track_at(x, y)
             if track is None:
-                self.window.show_status("No face there: click inside a masked face to keep it visible")
+                self.window.show_status(
+                    "No face there: click inside a masked face to keep it visible")
                 return
             exempt = not track.exempt
             self.pipeline.tracker.set_exempt(track.track_id, exempt)
         if exempt:
-            self.window.show_status(f"Face #{track.track_id} is VISIBLE (not masked): click it again "
+            self.window.show_status(f"Face #{track.track_id} is VISIBLE (not masked): click it "
+                                    "again "
                                     "to mask it; it is masked again when it leaves the picture")
         else:
             self.window.show_status(f"Face #{track.track_id} is masked again")
@@ -307,7 +309,8 @@ class MaskerApp(QObject):
 
         s = self.config.settings
         types = [t for t in MASK_TYPES if t != "image" or s.mask.image_path]
-        nxt = types[(types.index(s.mask.type) + 1) % len(types)] if s.mask.type in types else types[0]
+        pos = types.index(s.mask.type) + 1 if s.mask.type in types else 0
+        nxt = types[pos % len(types)]
         self._on_controls_changed({"mask.type": nxt})
         self.window.controls.set_settings(self.config.settings)
         self.window.show_status(f"Mask: {nxt}")

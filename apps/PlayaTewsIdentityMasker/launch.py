@@ -83,8 +83,38 @@ def run_app(args) -> int:
         controller.shutdown()
         return 0
     QTimer.singleShot(0, controller.start)
+    shots = os.environ.get("PTIM_SCREENSHOT_DIR")
+    if shots:
+        _schedule_screenshots(app, controller, Path(shots))
     app.aboutToQuit.connect(controller.shutdown)
     code = app.exec()
     controller.shutdown()
     logging.getLogger("ptim.app").info("exit %s", code)
     return code
+
+
+def _schedule_screenshots(app, controller, folder: Path) -> None:
+    """`make screenshots`: capture the window, then the dashboard, from the screen; quit."""
+    from PyQt6.QtCore import QTimer
+
+    win = controller.window
+    win.resize(1500, 900)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def grab(name: str) -> None:
+        screen = app.primaryScreen()
+        pix = screen.grabWindow(0, win.x(), win.y(), win.frameGeometry().width(),
+                                win.frameGeometry().height())
+        pix.save(str(folder / name))
+
+    def main_shot() -> None:
+        grab("screenshot-main.png")
+        win.toggle_dashboard()
+
+    def dash_shot() -> None:
+        grab("screenshot-dashboard.png")
+        controller.shutdown()
+        app.quit()
+
+    QTimer.singleShot(6000, main_shot)
+    QTimer.singleShot(12000, dash_shot)

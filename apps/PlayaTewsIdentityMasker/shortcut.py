@@ -27,7 +27,8 @@ def install_shortcut(args) -> int:
     if sys.platform == "win32":
         dest = dest or Path(os.environ.get("USERPROFILE", Path.home())) / "Desktop"
         path = dest / "PlayaTews Identity Masker.bat"
-        text = f'@echo off\r\n"{sys.executable}" "{ROOT / "main.py"}" run PlayaTewsIdentityMasker\r\n'
+        main_py = ROOT / "main.py"
+        text = f'@echo off\r\n"{sys.executable}" "{main_py}" run PlayaTewsIdentityMasker\r\n'
     else:
         data_home = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
         dest = dest or data_home / "applications"
