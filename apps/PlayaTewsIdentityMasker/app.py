@@ -106,7 +106,11 @@ class MaskerApp(QObject):
         if spec is None:
             spec, why = default_source()
             self.window.show_status(why)
-        self.set_source(spec)
+        if not self.set_source(spec) and spec != "demo":
+            # a busy or missing camera must not leave an empty window: show the demo
+            failed = self.window.status_message
+            self.set_source("demo")
+            self.window.show_status(f"{failed} - showing the demo clip instead", error=True)
         self.config.subscribe(lambda st, err: self.config_changed.emit(st, err))
         self.config.start_watching()
         self._stats_timer.start()

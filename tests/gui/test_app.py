@@ -117,8 +117,7 @@ def test_yaml_edit_reaches_controls_within_a_second(qtbot, app_ctl):
     assert time.monotonic() - t0 < 1.5
     assert app_ctl.pipeline.settings.mask.scale == pytest.approx(2.1)
     cfg.write_text("mask:\n  scale: 99\n")  # invalid: keep the last good config, say why
-    qtbot.waitUntil(lambda: "mask.scale" in app_ctl.window.statusBar().currentMessage()
-                    or any("mask.scale" in lab.text() for lab in _labels(app_ctl)), timeout=3000)
+    qtbot.waitUntil(lambda: "mask.scale" in app_ctl.window.status_message, timeout=3000)
     assert app_ctl.pipeline.settings.mask.scale == pytest.approx(2.1)
 
 
@@ -162,8 +161,7 @@ def test_click_on_a_face_exempts_it_and_click_again_masks_it(qtbot, app_ctl):
     assert frame_is_raw(shown.frame.image, orig, [ex.box])
     others = [t.box for t in shown.tracks if not t.exempt]
     assert others and not frame_is_raw(shown.frame.image, orig, others)
-    assert "VISIBLE" in app_ctl.window.statusBar().currentMessage() or any(
-        "VISIBLE" in lab.text() for lab in _labels(app_ctl))
+    assert "VISIBLE" in app_ctl.window.status_message
     qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=pos)
     qtbot.waitUntil(lambda: not any(t.exempt for t in app_ctl.pipeline.tracker.tracks),
                     timeout=2000)
@@ -240,3 +238,21 @@ def test_install_shortcut_writes_a_launcher(tmp_path):
     assert "main.py" in exec_line and "run PlayaTewsIdentityMasker" in exec_line
     icon = next(x for x in text.splitlines() if x.startswith("Icon="))[5:]
     assert Path(icon).is_file()
+
+
+def test_unavailable_camera_is_reported_and_demo_shown(qtbot, tmp_path, monkeypatch):
+    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+
+    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
+    ctl = MaskerApp(tmp_path, source_spec="camera:7")
+    ctl.window.quit_requested.disconnect()
+    ctl.window.show()
+    ctl.start()
+    try:
+        assert "camera 7" in ctl.window.status_message
+        assert "demo" in ctl.window.status_message
+        assert ctl.source_spec == "demo"
+        _wait_frames(qtbot, ctl, 3)
+    finally:
+        ctl.shutdown()
+        ctl.window.close()
