@@ -86,6 +86,34 @@ def _add_app_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", action="store_true", help="debug log")
 
 
+def _process(args: argparse.Namespace) -> int:
+    """Run ``process``; Ctrl+C or SIGTERM at any moment ends it with exit 130, one line.
+
+    ``run_process`` handles both once it runs; this covers the heavy imports before it
+    (numpy, OpenCV, onnxruntime), where a signal would otherwise print a traceback
+    (SIGINT) or kill the process without a word (SIGTERM).
+    """
+    import signal
+
+    def _on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        prev = signal.signal(signal.SIGTERM, _on_term)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        prev = None
+    try:
+        from backend.batch import run_process
+
+        return run_process(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("ptim: error: interrupted; no partial output was left\n")
+        return EXIT_INTERRUPTED
+    finally:
+        if prev is not None:
+            signal.signal(signal.SIGTERM, prev)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -94,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = ["run", *argv]  # plain `main.py [--source ...]` starts the app
     args = parser.parse_args(argv)
     if args.command == "process":
-        from backend.batch import run_process
-
-        return run_process(args)
+        return _process(args)
     if args.command == "config":
         from config.cli import run_config
 

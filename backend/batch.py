@@ -71,6 +71,17 @@ def _masked_name(path: Path) -> Path:
     return path.with_name(f"{path.stem}_masked{path.suffix}")
 
 
+def _exists(path: Path) -> bool:
+    """Path.exists, but a folder on the way that may not be entered is an InputError."""
+    try:
+        return path.exists()
+    except PermissionError:
+        # Path.exists() raises for EACCES: the user gets one line, not a traceback
+        raise InputError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
 def _kind(path: Path) -> str | None:
     ext = path.suffix.lower()
     return "image" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else None
@@ -83,19 +94,29 @@ def plan_jobs(inputs: list[str], output: str | None) -> Plan:
     out = Path(output) if output else None
     if many and out is not None and out.exists() and not out.is_dir():
         raise UsageError(f"{out}: several inputs need -o to be a folder")
+    # -o naming an existing folder (or ending in a slash) for one file input means "into
+    # that folder", as with cp; before, it became a sibling file "<folder>.mp4"
+    into = out is not None and not many and (
+        out.is_dir() or str(output).endswith(("/", os.sep)))
     for raw in inputs:
-        if raw == "demo" and not Path(raw).exists():
-            target = (out / "demo_masked.mp4" if many else out) if out else Path("demo_masked.mp4")
+        if raw == "demo" and not _exists(Path(raw)):
+            target = (out / "demo_masked.mp4" if many or into else out) if out else \
+                Path("demo_masked.mp4")
             plan.jobs.append(Job("demo", target, "video"))
             continue
         path = Path(raw)
-        if not path.exists():
+        if not _exists(path):
             raise InputError(f"{path}: no such file or folder")
         if path.is_dir():
             folder_out = (out / f"{path.name}_masked" if many else out) if out else \
                 path.with_name(f"{path.name}_masked")
-            entries = sorted(p for p in path.iterdir()
-                             if p.is_file() and not p.name.startswith("."))
+            try:
+                entries = sorted(p for p in path.iterdir()
+                                 if p.is_file() and not p.name.startswith("."))
+            except PermissionError:
+                raise InputError(f"{path}: cannot list folder (permission denied)") from None
+            except OSError as exc:
+                raise InputError(f"{path}: cannot list folder ({exc.strerror or exc})") from None
             if not entries:
                 raise InputError(f"{path}: folder holds no files")
             for entry in entries:
@@ -106,7 +127,8 @@ def plan_jobs(inputs: list[str], output: str | None) -> Plan:
                 plan.jobs.append(Job(str(entry), folder_out / entry.name, kind))
             continue
         kind = _kind(path) or "video"  # unknown extensions are probed as video
-        target = (out / _masked_name(path).name if many else out) if out else _masked_name(path)
+        target = (out / _masked_name(path).name if many or into else out) if out else \
+            _masked_name(path)
         if kind == "video" and target.suffix.lower() not in VIDEO_EXTS:
             target = target.with_suffix(".mp4")
         plan.jobs.append(Job(str(path), target, kind))
@@ -242,7 +264,7 @@ class BatchRunner:
         stats = JobStats(expected=1)
         t0 = time.perf_counter()
         try:
-            frame = src.read()
+            frame = _read(src, job, 0)
             if frame is None:
                 raise InputError(f"{job.source}: no image could be read")
             res = pipe.process(frame, runner.detect(frame.image))
@@ -291,11 +313,13 @@ class BatchRunner:
             return False
 
         def reader() -> None:
+            read = 0
             try:
                 while not stop.is_set():
-                    frame = src.read()
+                    frame = _read(src, job, read)
                     if frame is None:
                         break
+                    read += 1
                     self.metrics.frame_in()
                     if not put(frames_q, frame):
                         return
@@ -397,6 +421,19 @@ class BatchRunner:
             self.boxes.write(json.dumps(rec) + "\n")
 
 
+def _read(src, job: Job, done: int):
+    """The source's next frame; a read failure becomes an InputError naming the input.
+
+    A file source that fails mid-stream (an I/O error on the disk, a network share gone)
+    cannot be resumed where it stopped, so the job fails cleanly: no partial output.
+    """
+    try:
+        return src.read()
+    except OSError as exc:  # SourceReadError is an OSError too
+        cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{job.source}: read failed after {done} frames ({cause})") from None
+
+
 def _demo_source():
     from backend.sources import DemoSource
 
@@ -411,6 +448,8 @@ def _settings_from_args(args):
                  if getattr(args, attr, None) is not None}
     if getattr(args, "config", None):
         cfg = Path(args.config)
+        if cfg.is_dir():
+            raise UsageError(f"{cfg}: is a folder, not a config file")
         if not cfg.is_file():
             raise UsageError(f"{cfg}: config file not found")
     else:
@@ -443,7 +482,10 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
 
 
 def _error(msg: str) -> None:
-    sys.stderr.write(f"ptim: error: {msg}\n")
+    # one prefixed line per problem (a config file may have several), so every error line
+    # can be found by its prefix and none looks like stray output
+    lines = [ln for ln in str(msg).splitlines() if ln.strip()] or ["unknown error"]
+    sys.stderr.write("".join(f"ptim: error: {ln}\n" for ln in lines))
 
 
 def run_process(args) -> int:

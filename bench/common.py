@@ -15,7 +15,7 @@ every BGR channel) of the unmasked rendering ``render(spec, i)[0]`` AND the outp
 is not near-black (max channel > ``black``, default 20). A face-frame LEAKS when more than
 ``min_frac`` (default 5%) of its core pixels are exposed. Why this works:
 
-* A solid black mask decodes to ~0-8 levels after H.264, so masked pixels are never
+* A solid black mask decodes to ~0-2 levels after H.264, so masked pixels are never
   exposed, whatever the original was (the near-black test settles it, not the diff).
 * An unmasked face survives two H.264 generations (crf 18 clip, crf 23 output) close to
   the original: per core, the median error is 5-6 levels and the 99th percentile 12-21
@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from backend.sources.synthetic import SCENES, SceneSpec, render, write_clip  # noqa: E402
+from backend.sources.synthetic import SCENES, SceneSpec, ground_truth, render, write_clip  # noqa: E402
 
 OUT_DIR = ROOT / "bench" / "out"
 CLIP_DIR = OUT_DIR / "clips"
@@ -142,12 +142,17 @@ def count_frames(path: str | os.PathLike[str]) -> int:
 # -- scoring --------------------------------------------------------------------------
 @dataclass(slots=True)
 class Leak:
-    """One leaked face-frame: frame index, face index in the spec, box, exposed share."""
+    """One leaked face-frame.
+
+    ``face`` indexes ``spec.faces``; ``box`` is the unclipped ground truth; ``exposed`` the
+    share of core pixels left visible; ``visible`` the share of the box inside the frame.
+    """
 
     frame: int
     face: int
     box: tuple[float, float, float, float]
     exposed: float
+    visible: float
 
 
 @dataclass(slots=True)
@@ -195,9 +200,28 @@ def exposed_fraction(
     return float(np.mean(close & lit))
 
 
+def face_boxes(spec: SceneSpec, index: int) -> list[tuple[int, np.ndarray]]:
+    """(index in ``spec.faces``, ground-truth box) of every face in frame ``index``."""
+    found = []
+    for k, face in enumerate(spec.faces):
+        boxes = ground_truth(replace(spec, faces=(face,)), index)
+        if len(boxes):
+            found.append((k, boxes[0]))
+    return found
+
+
+def visible_share(box: Sequence[float], width: int, height: int) -> float:
+    """Share of the box's area inside the frame."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    area = max(x1 - x0, 1e-9) * max(y1 - y0, 1e-9)
+    vw = max(0.0, min(x1, width) - max(x0, 0.0))
+    vh = max(0.0, min(y1, height) - max(y0, 0.0))
+    return vw * vh / area
+
+
 def score_frame(
-    out: np.ndarray, orig: np.ndarray, boxes: np.ndarray, index: int, score: Score,
-    min_frac: float = MIN_EXPOSED_FRAC,
+    out: np.ndarray, orig: np.ndarray, boxes: Sequence[tuple[int, np.ndarray]], index: int,
+    score: Score, min_frac: float = MIN_EXPOSED_FRAC,
 ) -> None:
     """Add one frame's face-frames and leaks to ``score``.
 
@@ -211,7 +235,7 @@ def score_frame(
         out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
         score.resized += 1
     leaked_here = False
-    for face, box in enumerate(boxes):
+    for face, box in boxes:
         rect = core_rect(box, w, h)
         if rect is None:
             continue
@@ -220,7 +244,8 @@ def score_frame(
         if frac > min_frac:
             score.leaked += 1
             leaked_here = True
-            score.leaks.append(Leak(index, face, tuple(round(float(v), 1) for v in box), frac))
+            score.leaks.append(Leak(index, face, tuple(round(float(v), 1) for v in box), frac,
+                                    visible_share(box, w, h)))
     score.frames += 1
     score.frames_with_leak += int(leaked_here)
 
@@ -235,21 +260,24 @@ def score_outputs(
     """
     scores = [Score(spec.n_frames) for _ in outputs]
     iters: list[Iterator[np.ndarray] | None] = [iter(o) for o in outputs]
-    for i in range(spec.n_frames):
-        if all(it is None for it in iters):
-            break
-        orig, boxes = render(spec, i)
-        for k, it in enumerate(iters):
-            if it is None:
-                continue
-            out = next(it, None)
-            if out is None:
-                iters[k] = None
-                continue
-            score_frame(out, orig, boxes, i, scores[k])
-    for it in iters:  # close generators (and their files) early
-        if it is not None and hasattr(it, "close"):
-            it.close()
+    try:
+        for i in range(spec.n_frames):
+            if all(it is None for it in iters):
+                break
+            orig, _ = render(spec, i)
+            boxes = face_boxes(spec, i)
+            for k, it in enumerate(iters):
+                if it is None:
+                    continue
+                out = next(it, None)
+                if out is None:
+                    iters[k] = None
+                    continue
+                score_frame(out, orig, boxes, i, scores[k])
+    finally:
+        for it in iters:  # close generators (and their files) early
+            if it is not None and hasattr(it, "close"):
+                it.close()
     return scores
 
 
@@ -264,10 +292,10 @@ def box_size(box: Sequence[float]) -> str:
 
 
 def describe_leaks(score: Score, limit: int = 40) -> str:
-    """Leaked face-frames as 'frame N face F box (x0,y0,x1,y1) WxH exposed P%' lines."""
+    """Leaked face-frames as 'frame N face F box (x0,y0,x1,y1) WxH ...' lines."""
     lines = [
         f"    frame {lk.frame:4d} face {lk.face} box {lk.box} {box_size(lk.box)} "
-        f"exposed {lk.exposed:.0%}"
+        f"exposed {lk.exposed:.0%} in frame {lk.visible:.0%}"
         for lk in score.leaks[:limit]
     ]
     if len(score.leaks) > limit:

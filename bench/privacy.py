@@ -26,10 +26,12 @@ from bench.common import (  # noqa: E402
     DEFAULT_SIZE,
     OUT_DIR,
     SCENES,
+    Leak,
     Score,
     box_size,
     decode_frames,
     deface_cmd,
+    describe_leaks,
     make_clip,
     parse_scenes,
     parse_size,
@@ -49,20 +51,20 @@ class SceneResult:
     deface: Score | None
 
 
+def runs(indices: list[int]) -> list[tuple[int, int]]:
+    """Sorted frame indices as (first, last) runs of consecutive frames."""
+    out: list[tuple[int, int]] = []
+    for i in sorted(indices):
+        if out and i == out[-1][1] + 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return out
+
+
 def frame_ranges(indices: list[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> '0-2, 5, 7-8'."""
-    parts: list[str] = []
-    start = prev = None
-    for i in indices:
-        if prev is not None and i == prev + 1:
-            prev = i
-            continue
-        if start is not None:
-            parts.append(f"{start}-{prev}" if prev != start else f"{start}")
-        start = prev = i
-    if start is not None:
-        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ", ".join(parts)
+    return ", ".join(f"{a}-{b}" if b != a else f"{a}" for a, b in runs(indices))
 
 
 def run_scene(name: str, size: tuple[int, int], frames: int | None,
@@ -134,19 +136,37 @@ def totals_line(results: list[SceneResult], with_deface: bool) -> str:
     return line
 
 
-def print_leaks(results: list[SceneResult]) -> None:
-    """Where PTIM leaked: frame ranges and ground-truth box sizes, per scene and face."""
+def _run_line(leaks: list[Leak]) -> str:
+    """One run of consecutive leaked frames of one face: where it was and how exposed."""
+    a, b = leaks[0], leaks[-1]
+    span = f"{a.frame}-{b.frame}" if b.frame != a.frame else f"{a.frame}"
+    exposed = [lk.exposed for lk in leaks]
+    visible = [lk.visible for lk in leaks]
+    box = ", ".join(f"{v:.0f}" for v in a.box)
+    return (f"    frames {span:<9} true box at {a.frame}: ({box}) {box_size(a.box)}, "
+            f"{_span(visible)} in frame, core exposed {_span(exposed)}")
+
+
+def _span(values: list[float]) -> str:
+    """'40%' or '20%-35%' (min-max)."""
+    lo, hi = f"{min(values):.0%}", f"{max(values):.0%}"
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def print_leaks(results: list[SceneResult], details: bool = False) -> None:
+    """Where PTIM leaked, per scene and face: runs of frames, true boxes, exposure."""
     for r in results:
         if not r.ptim or not r.ptim.leaks:
             continue
         print(f"\nPTIM leaks in {r.name}:")
-        faces = sorted({lk.face for lk in r.ptim.leaks})
-        for face in faces:
+        for face in sorted({lk.face for lk in r.ptim.leaks}):
             leaks = [lk for lk in r.ptim.leaks if lk.face == face]
-            sizes = sorted({box_size(lk.box) for lk in leaks})
-            shown = ", ".join(sizes[:6]) + (" ..." if len(sizes) > 6 else "")
-            print(f"  face {face}: {len(leaks)} frames: {frame_ranges([lk.frame for lk in leaks])}")
-            print(f"    true box sizes (WxH px): {shown}")
+            by_frame = {lk.frame: lk for lk in leaks}
+            print(f"  face {face}: {len(leaks)} frames: {frame_ranges(list(by_frame))}")
+            for a, b in runs(list(by_frame)):
+                print(_run_line([by_frame[i] for i in range(a, b + 1)]))
+        if details:
+            print(describe_leaks(r.ptim, limit=10**6))
 
 
 def gate_failed(results: list[SceneResult]) -> bool:
@@ -163,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="x".join(map(str, DEFAULT_SIZE)), help="WxH (1280x720)")
     parser.add_argument("--with-deface", action="store_true",
                         help="also run deface --replacewith solid and score it")
+    parser.add_argument("--details", action="store_true",
+                        help="list every leaked face-frame with its box")
     args = parser.parse_args(argv)
     try:
         scenes = parse_scenes(args.scenes, list(SCENES))
@@ -170,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     results = [run_scene(n, size, args.frames, args.with_deface) for n in scenes]
-    print_leaks(results)
+    print_leaks(results, args.details)
     print_table(results, args.with_deface)
     failed = gate_failed(results)
     print(f"{totals_line(results, args.with_deface)}; gate: {'FAIL' if failed else 'pass'}")

@@ -29,5 +29,6 @@ def run_config(args) -> int:
         sys.stdout.write(format_effective(load_settings(cfg, env=os.environ)))
         return 0
     except UsageError as exc:
-        sys.stderr.write(f"ptim: error: {exc}\n")
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()] or ["unknown error"]
+        sys.stderr.write("".join(f"ptim: error: {ln}\n" for ln in lines))
         return exc.exit_code

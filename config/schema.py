@@ -7,6 +7,7 @@ whole snapshot between frames.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -20,7 +21,10 @@ X264_PRESETS = (
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # allow_inf_nan=False: "nan" or "inf" from a YAML file or PTIM_* variable is not a number
+    # any setting can use (NaN also slips through every ge/le range check)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -210,6 +214,21 @@ class UISettings(_Section):
     virtual_camera: bool = Field(
         False, title="Virtual camera", description="Send to a virtual camera.",
     )
+
+    @field_validator("record_dir")
+    @classmethod
+    def _check_record_dir(cls, v: str) -> str:
+        # A missing folder is fine (it is created on the first recording); an existing file
+        # in its place would only fail when the user presses record, so say it now.
+        v = v.strip()
+        if v:
+            try:
+                is_file = Path(v).expanduser().exists() and not Path(v).expanduser().is_dir()
+            except OSError:  # not reachable now (permissions, a drive away): decide later
+                is_file = False
+            if is_file:
+                raise ValueError("is a file, expected a folder for recordings")
+        return v
 
 
 class Settings(_Section):

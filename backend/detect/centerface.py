@@ -16,9 +16,9 @@ import numpy as np
 from backend.detect.session import (
     SessionInfo,
     create_session,
-    default_model_path,
     ort_errors,
     report_fallback,
+    resolve_model_path,
 )
 from backend.memory import MemoryPool, Priority
 from backend.types import Detections
@@ -133,7 +133,7 @@ class CenterFaceDetector:
         Raises ModelError for an unusable model file, UsageError for a bad provider or
         thread count, ValueError for a setting out of range.
         """
-        self._model_path = Path(model_path) if model_path is not None else default_model_path()
+        self._model_path = resolve_model_path(model_path)
         self._threads = threads
         self.threshold = threshold
         if not 0.0 < nms_iou <= 1.0:

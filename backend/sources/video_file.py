@@ -82,6 +82,10 @@ class VideoFileSource(Source):
             raise InputError(f"{p}: permission denied") from None
         except av.error.InvalidDataError:
             raise InputError(f"{p}: not a video file, or a damaged one") from None
+        except av.error.EOFError:
+            # e.g. a Matroska file cut after its header: streams declared, no frame stored
+            raise InputError(f"{p}: no video frames (the file ends before its first frame)") \
+                from None
         except (av.FFmpegError, OSError) as exc:
             raise InputError(f"{p}: cannot open ({_cause(exc)})") from None
         self._container = container
@@ -96,11 +100,15 @@ class VideoFileSource(Source):
         if not container.streams.video:
             raise InputError(f"{p}: no video stream (audio-only or data file)")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame + slice threads: decode uses every core
+        # Slice threads only: with frame threads FFmpeg drops the frames still in flight
+        # when a later packet fails to decode, so a truncated file would lose complete
+        # frames before the cut. Decoding is not the bottleneck (detection and encoding are).
+        stream.thread_type = "SLICE"
         cc = stream.codec_context
         if cc.width > MAX_SIDE or cc.height > MAX_SIDE:
             raise InputError(
-                f"{p}: video is {cc.width}x{cc.height}, more than {MAX_SIDE} pixels per side"
+                f"{p}: video too large: {cc.width}x{cc.height} pixels "
+                f"(at most {MAX_SIDE} per side)"
             )
         self.audio = bool(container.streams.audio)
         self.time_base = Fraction(stream.time_base) if stream.time_base else None
@@ -123,7 +131,8 @@ class VideoFileSource(Source):
         if self._rotation % 2:
             w, h = h, w
         if w > MAX_SIDE or h > MAX_SIDE or w <= 0 or h <= 0:
-            raise InputError(f"{p}: unsupported frame size {w}x{h}")
+            raise InputError(f"{p}: unsupported frame size {w}x{h} (too large or empty; "
+                             f"at most {MAX_SIDE} per side)")
         self.size = (w, h)
 
     def _decode(
