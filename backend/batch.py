@@ -297,6 +297,11 @@ class BatchRunner:
         if faults is not None and faults.write_fail is not None:
             rec = FaultyWriter(rec, faults)
         stats = JobStats(expected=src.frame_count)
+        from backend.track import LookBack
+
+        st = self.settings.tracker
+        lookback = LookBack(pipe.masker, depth=st.lookback_frames,
+                            growth_per_frame=st.growth_per_frame)
         progress = _Progress(Path(job.source).name, src.frame_count, not self.quiet)
         frames_q: queue.Queue = queue.Queue(maxsize=8)
         out_q: queue.Queue = queue.Queue(maxsize=8)
@@ -368,11 +373,12 @@ class BatchRunner:
                 with StageTimer(self.metrics, "detect"):
                     outcome = runner.detect(frame.image)
                 res = pipe.process(frame, outcome)
-                self._account(stats, res, job)
-                if not put(out_q, res):
+                if not self._emit(lookback.push(res, outcome.detections), stats, job, put,
+                                  out_q):
                     break
                 progress.update(stats.frames)
-            put(out_q, _STOP)
+            if not stop.is_set() and self._emit(lookback.flush(), stats, job, put, out_q):
+                put(out_q, _STOP)
             for t in threads:
                 while t.is_alive():
                     t.join(timeout=0.1)
@@ -395,7 +401,15 @@ class BatchRunner:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    def _account(self, stats: JobStats, res, job: Job) -> None:
+    def _emit(self, done, stats: JobStats, job: Job, put, out_q: queue.Queue) -> bool:
+        """Account for frames leaving the look-back buffer and queue them for writing."""
+        for res, added in done:
+            self._account(stats, res, job, added)
+            if not put(out_q, res):
+                return False
+        return True
+
+    def _account(self, stats: JobStats, res, job: Job, added=()) -> None:
         faces = sum(1 for t in res.tracks if not t.held_over)
         stats.frames += 1
         stats.faces += faces
@@ -416,6 +430,15 @@ class BatchRunner:
                         "exempt": t.exempt,
                     }
                     for t in res.tracks
+                ] + [
+                    {
+                        "id": -t.track_id,
+                        "box": [round(float(v), 1) for v in t.box],
+                        "score": 0.0,
+                        "state": "look-back",
+                        "exempt": False,
+                    }
+                    for t in added
                 ],
             }
             self.boxes.write(json.dumps(rec) + "\n")

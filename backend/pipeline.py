@@ -38,6 +38,11 @@ def detector_size(settings: Settings) -> tuple[tuple[int, int] | None, int]:
     return parse_size(settings.detector.input_size), long_side
 
 
+def detect_threshold(settings: Settings) -> float:
+    """Score the detector reports down to: the lower of the start and continue thresholds."""
+    return min(settings.detector.threshold, settings.tracker.continue_threshold)
+
+
 def build_detector(settings: Settings, pool: MemoryPool | None = None):
     """Create the configured detector (loads the ONNX model: slow, call off the GUI thread)."""
     from backend.detect import CenterFaceDetector
@@ -45,7 +50,7 @@ def build_detector(settings: Settings, pool: MemoryPool | None = None):
     size, long_side = detector_size(settings)
     detector = CenterFaceDetector(
         model_path=settings.detector.model_path or None,
-        threshold=settings.detector.threshold,
+        threshold=detect_threshold(settings),
         input_size=size,
         long_side=long_side,
         provider=settings.detector.provider,
@@ -196,6 +201,7 @@ class Pipeline:
         self.metrics = metrics or Metrics(pool=self.pool, errors=self.errors)
         self.settings = settings
         self.tracker = Tracker(settings.tracker)
+        self.tracker.new_track_threshold = settings.detector.threshold
         self.masker = Masker(settings.mask)
         self._lock = threading.Lock()
 
@@ -204,6 +210,7 @@ class Pipeline:
         with self._lock:
             if settings.tracker != self.settings.tracker:
                 self.tracker.apply_settings(settings.tracker)
+            self.tracker.new_track_threshold = settings.detector.threshold
             if settings.mask != self.settings.mask:
                 self.masker.apply_settings(settings.mask)
             self.settings = settings

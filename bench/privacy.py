@@ -68,7 +68,7 @@ def frame_ranges(indices: list[int]) -> str:
 
 
 def run_scene(name: str, size: tuple[int, int], frames: int | None,
-              with_deface: bool) -> SceneResult:
+              with_deface: bool, ptim_args: tuple[str, ...] = ()) -> SceneResult:
     """Generate the clip, run the tools on it and score their outputs in one pass."""
     spec, clip = make_clip(name, size, frames)
     work = OUT_DIR / "privacy"
@@ -76,7 +76,7 @@ def run_scene(name: str, size: tuple[int, int], frames: int | None,
     stem = clip.stem
     runs: list[tuple[str, Path]] = []
     ptim_out = work / f"{stem}_ptim_solid.mp4"
-    res = run_timed(ptim_cmd(clip, ptim_out, "--mask", "solid"))
+    res = run_timed(ptim_cmd(clip, ptim_out, "--mask", "solid", *ptim_args))
     if res.returncode == 0:
         runs.append(("ptim", ptim_out))
     if with_deface:
@@ -185,13 +185,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run deface --replacewith solid and score it")
     parser.add_argument("--details", action="store_true",
                         help="list every leaked face-frame with its box")
+    parser.add_argument("--ptim-arg", action="append", default=[], metavar="ARG",
+                        help="extra argument for `process` (repeat), e.g. --ptim-arg=--threshold=0.3")
     args = parser.parse_args(argv)
     try:
         scenes = parse_scenes(args.scenes, list(SCENES))
         size = parse_size(args.size)
     except ValueError as exc:
         parser.error(str(exc))
-    results = [run_scene(n, size, args.frames, args.with_deface) for n in scenes]
+    results = [run_scene(n, size, args.frames, args.with_deface, tuple(args.ptim_arg))
+               for n in scenes]
     print_leaks(results, args.details)
     print_table(results, args.with_deface)
     failed = gate_failed(results)

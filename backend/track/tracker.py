@@ -118,6 +118,7 @@ class Tracker:
         self._lock = threading.Lock()
         self._states: list[_State] = []
         self._next_id = 1
+        self._new_track_threshold = 0.0
 
     # -- settings and state -----------------------------------------------------------
     @property
@@ -172,6 +173,15 @@ class Tracker:
                         best = (area, s)
             return best[1].snapshot() if best else None
 
+    @property
+    def new_track_threshold(self) -> float:
+        """Minimum score for an unmatched detection to start a track (matched ones need none)."""
+        return self._new_track_threshold
+
+    @new_track_threshold.setter
+    def new_track_threshold(self, value: float) -> None:
+        self._new_track_threshold = float(value)
+
     # -- per frame ----------------------------------------------------------------------
     def predict(self, frame_size: tuple[int, int]) -> list[Track]:
         """Advance every track one frame without a detection result.
@@ -220,7 +230,9 @@ class Tracker:
                     s.box = _grown_box(s, st.growth_per_frame)
                 kept.append(s)
             for di in range(len(boxes)):
-                if di not in matched_dets:
+                # weak detections may only continue a track (a blurred face keeps its
+                # mask); starting one takes a confident detection, so noise stays unmasked
+                if di not in matched_dets and dets.confidence[di] >= self.new_track_threshold:
                     kept.append(self._new_state(boxes[di], float(dets.confidence[di])))
             kept.sort(key=lambda s: s.track_id)
             self._states = kept

@@ -115,11 +115,6 @@ def test_ptim_solid_mask_scores_zero_where_faces_are_found(tmp_path):
     assert score.leaked == 0, [(lk.frame, lk.face, lk.box) for lk in score.leaks]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak: CenterFace misses the motion-blurred fast_motion face in most "
-           "frames and hold-over does not follow it (bench/privacy.py lists the frames)",
-)
 def test_ptim_solid_mask_on_fast_motion_scores_zero(fast_clip, tmp_path):
     spec, clip = fast_clip
     out = tmp_path / "fast_solid.mp4"

@@ -45,13 +45,16 @@ class Ctx:
     stack: contextlib.ExitStack
     expected_frames: dict[str, int] = field(default_factory=dict)
     modes: list[tuple[Path, int]] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # set by builders that need a path
 
     def copy_clip(self, name: str = "clip.mp4") -> Path:
+        """A copy of the shared clip in this row's folder."""
         dst = self.dir / name
         shutil.copy(self.clip, dst)
         return dst
 
     def write(self, name: str, data: bytes | str) -> Path:
+        """Write a file (folders made as needed) and return its path."""
         p = self.dir / name
         p.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
@@ -66,12 +69,14 @@ class Ctx:
         self.modes.append((path, mode))
 
     def mkdir(self, name: str) -> Path:
+        """Make a folder and return its path."""
         path = self.dir / name
         path.mkdir(parents=True)
         return path
 
     @contextlib.contextmanager
     def modes_applied(self):
+        """Apply the recorded modes for the duration of the run, then restore them."""
         old = [(p, p.stat().st_mode & 0o7777) for p, _ in self.modes]
         try:
             for p, mode in self.modes:
@@ -275,6 +280,12 @@ def photo(ctx: Ctx) -> list[str]:
     return [str(astronaut_png(ctx, "p.png", lambda im: im)), "-o", str(ctx.dir / "p_out.png")]
 
 
+def userdata_is_a_file(ctx: Ctx) -> list[str]:
+    # PTIM_USERDATA_DIR naming a file: no user settings, no log file, the run still works
+    ctx.env["PTIM_USERDATA_DIR"] = str(ctx.write("userdata", "a file"))
+    return [*photo(ctx), "--verbose"]
+
+
 def gray16(im: np.ndarray) -> np.ndarray:
     return im.astype(np.uint16) * 257
 
@@ -397,6 +408,8 @@ CASES: list[Case] = [
          env={"PTIM_MASK__COLOR": "[1, 2"}),
     Case("env_faults_garbage", photo, 2, ("PTIM_FAULTS", "detect.raise=x"),
          env={"PTIM_FAULTS": "detect.raise=x"}),
+    Case("env_userdata_dir_is_a_file", userdata_is_a_file, 0,
+         outputs=(("p_out.png", ASTRO, 1),)),
     Case("model_not_onnx", lambda c: model_cfg(c, c.write("m.onnx", "just text")), 2,
          ("m.onnx", "not an onnx file")),
     Case("model_truncated", truncated_onnx, 2, ("cut.onnx", "truncated onnx")),
@@ -452,7 +465,8 @@ def test_hostile_input(case: Case, tmp_path: Path, clip: Path, scene) -> None:
         argv = case.build(ctx)
         before = snapshot(tmp_path)
         with ctx.modes_applied():
-            r = run_ptim("process", *argv, cwd=tmp_path, env=case.env, as_user=case.as_user)
+            r = run_ptim("process", *argv, cwd=tmp_path, env={**case.env, **ctx.env},
+                         as_user=case.as_user)
         after = snapshot(tmp_path)
         leftovers = temp_leftovers(tmp_path)
         stack.close()  # unmount before the outputs are checked (they are not on it)

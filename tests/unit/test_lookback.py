@@ -1,0 +1,82 @@
+"""Look-back masking and the two-threshold tracker: weak detections mask, never start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.mask import Masker
+from backend.pipeline import FrameResult
+from backend.track import LookBack, Tracker
+from backend.types import Detections, Frame, Track
+from config.schema import MaskSettings, TrackerSettings
+
+SOLID = MaskSettings(type="solid", shape="box", scale=1.0)
+
+
+def _result(i: int, tracks=(), fail_closed=False) -> FrameResult:
+    img = np.full((200, 400, 3), 128, np.uint8)
+    return FrameResult(Frame(i, i / 30, img), list(tracks), fail_closed=fail_closed)
+
+
+def _dets(*boxes, score=0.15) -> Detections:
+    return Detections(np.array(boxes, np.float32), confidence=[score] * len(boxes))
+
+
+def _track(box, tid=1) -> Track:
+    return Track(tid, np.array(box, np.float32), np.zeros(4), 0.9)
+
+
+def test_new_track_masks_the_weak_chain_before_it():
+    lb = LookBack(Masker(SOLID), depth=5)
+    out = []
+    # a face moving right 40 px a frame, only weakly detected at first
+    for i in range(4):
+        x = 20 + 40 * i
+        out += lb.push(_result(i), _dets([x, 50, x + 40, 100]))
+    born = _result(4, [_track([180, 50, 220, 100])])
+    out += lb.push(born, _dets([180, 50, 220, 100], score=0.9))
+    out += lb.flush()
+    assert [r.frame.index for r, _ in out] == [0, 1, 2, 3, 4]
+    for i, (res, added) in enumerate(out[:4]):
+        x = 20 + 40 * i
+        assert (res.frame.image[60:90, x + 5:x + 35] == 0).all(), f"frame {i} not masked"
+        assert added and added[0].box[0] == pytest.approx(x)
+    assert lb.backfilled == 4
+
+
+def test_no_weak_detection_masks_the_grown_box():
+    lb = LookBack(Masker(SOLID), depth=3, growth_per_frame=0.1)
+    lb.push(_result(0), None)
+    lb.push(_result(1), _dets())
+    out = lb.push(_result(2, [_track([100, 50, 150, 100])]), None) + lb.flush()
+    first = out[0][0].frame.image
+    assert (first[55:95, 100:150] == 0).all()
+    assert out[0][1][0].box[2] - out[0][1][0].box[0] > 50  # grew while walking back
+
+
+@pytest.mark.parametrize("exempt", [True, False])
+def test_exempt_or_fail_closed_frames_are_left_alone(exempt):
+    lb = LookBack(Masker(SOLID), depth=3)
+    lb.push(_result(0, fail_closed=True), None)
+    lb.push(_result(1), _dets([100, 50, 150, 100]))
+    t = _track([100, 50, 150, 100])
+    t.exempt = exempt
+    out = lb.push(_result(2, [t]), None) + lb.flush()
+    assert out[0][1] == []  # fail-closed frames already hide everything
+    assert bool(out[1][1]) is (not exempt)
+
+
+def test_depth_zero_passes_frames_straight_through():
+    lb = LookBack(Masker(SOLID), depth=0)
+    out = lb.push(_result(0, [_track([0, 0, 10, 10])]), None)
+    assert len(out) == 1 and lb.flush() == []
+
+
+def test_weak_detection_continues_a_track_but_never_starts_one():
+    tr = Tracker(TrackerSettings())
+    tr.new_track_threshold = 0.25
+    assert tr.update(_dets([10, 10, 60, 60], score=0.15), (400, 200)) == []
+    (t,) = tr.update(_dets([10, 10, 60, 60], score=0.9), (400, 200))
+    (t2,) = tr.update(_dets([30, 10, 80, 60], score=0.12), (400, 200))
+    assert t2.track_id == t.track_id and not t2.held_over
