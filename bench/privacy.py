@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--details", action="store_true",
                         help="list every leaked face-frame with its box")
     parser.add_argument("--ptim-arg", action="append", default=[], metavar="ARG",
-                        help="extra argument for `process` (repeat), e.g. --ptim-arg=--threshold=0.3")
+                        help="extra argument for `process` (repeat), "
+                        "e.g. --ptim-arg=--threshold=0.3")
     args = parser.parse_args(argv)
     try:
         scenes = parse_scenes(args.scenes, list(SCENES))
