@@ -358,23 +358,38 @@ class BatchRunner:
         for t in threads:
             t.start()
         t0 = time.perf_counter()
+        from collections import deque
+
+        # one detection queued behind the running one keeps the detector busy while this
+        # thread tracks, masks and hands frames on
+        in_flight: deque = deque()
+        ended = False
         try:
             while True:
-                try:
-                    frame = frames_q.get(timeout=0.1)
-                except queue.Empty:
-                    if stop.is_set():
+                while not ended and len(in_flight) < 2:
+                    try:
+                        frame = frames_q.get(timeout=0.1 if not in_flight else 0.0)
+                    except queue.Empty:
+                        if stop.is_set():
+                            ended = True
+                        break
+                    if frame is _STOP:
+                        ended = True
+                        break
+                    in_flight.append((frame, runner.submit(frame.image)))
+                if not in_flight:
+                    if ended or stop.is_set():
                         break
                     continue
-                if frame is _STOP:
-                    break
-                from backend.metrics import StageTimer
-
-                with StageTimer(self.metrics, "detect"):
-                    outcome = runner.detect(frame.image)
+                frame, fut = in_flight.popleft()
+                h, w = frame.image.shape[:2]
+                started = time.perf_counter()  # the call ahead of it has finished: it runs now
+                outcome = runner.result(fut, w, h, started)
+                self.metrics.add_stage("detect", outcome.seconds)
                 res = pipe.process(frame, outcome)
                 if not self._emit(lookback.push(res, outcome.detections), stats, job, put,
                                   out_q):
+                    ended = True
                     break
                 progress.update(stats.frames)
             if not stop.is_set() and self._emit(lookback.flush(), stats, job, put, out_q):

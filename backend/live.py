@@ -144,7 +144,7 @@ class CaptureLoop:
                 return
             failures = 0
             now = time.perf_counter()
-            self.metrics.add_stage("capture", now - t)
+            self.metrics.add_stage("capture", now - t - getattr(self.source, "last_wait", 0.0))
             self.metrics.frame_in(now)
             _, dropped = self.slot.put(Captured(frame, now))
             if dropped is not None:
@@ -163,6 +163,7 @@ class Paced:
         self._t0: float | None = None
         self._first_ts = 0.0
         self._still = still_seconds  # images (no fps) are shown this long each
+        self.last_wait = 0.0  # seconds the last read slept for pacing (not capture cost)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._src, name)
@@ -183,6 +184,7 @@ class Paced:
         fps = getattr(self._src, "fps", 0) or 0
         due = (self._t0 + frame.timestamp - self._first_ts) if fps > 0 else \
             (self._t0 + frame.index * self._still)
+        self.last_wait = max(0.0, due - now)
         if due > now:
             time.sleep(due - now)
         return frame

@@ -192,7 +192,8 @@ class MaskerApp(QObject):
 
         try:
             if spec == "demo":
-                src = DemoSource(preset="demo", loop=True, realtime=True)
+                # paced by the wrapper below, which reports its waits apart from capture cost
+                src = DemoSource(preset="demo", loop=True)
             else:
                 src = open_source(spec)
             src.open()
@@ -204,7 +205,7 @@ class MaskerApp(QObject):
         faults = faults_from_env()
         if faults is not None and faults.source_fail:
             src = FaultySource(src, faults)
-        if not src.is_live:
+        if not src.is_live or spec == "demo":
             src = Paced(src)
         self._stop_capture()
         self.pipeline.reset()
