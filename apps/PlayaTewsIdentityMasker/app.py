@@ -188,14 +188,10 @@ class MaskerApp(QObject):
     def set_source(self, spec: str) -> bool:
         """Switch to ``spec``; on failure the old source keeps running and the error is shown."""
         from backend.live import Paced
-        from backend.sources import DemoSource, open_source
+        from backend.sources import open_source
 
         try:
-            if spec == "demo":
-                # paced by the wrapper below, which reports its waits apart from capture cost
-                src = DemoSource(preset="demo", loop=True)
-            else:
-                src = open_source(spec)
+            src = open_source(spec)  # demo scenes loop; Paced below sets their speed
             src.open()
         except PtimError as exc:
             self.window.show_status(str(exc), error=True)
@@ -205,7 +201,7 @@ class MaskerApp(QObject):
         faults = faults_from_env()
         if faults is not None and faults.source_fail:
             src = FaultySource(src, faults)
-        if not src.is_live or spec == "demo":
+        if not src.is_live or spec.startswith("demo"):
             src = Paced(src)
         self._stop_capture()
         self.pipeline.reset()
