@@ -144,7 +144,7 @@ def recoverable(
     fallback: Callable[..., Any] | None = None,
     retries: int = 0,
     exceptions: tuple[type[BaseException], ...] = (Exception,),
-    stats: ErrorStats | None = None,
+    stats: ErrorStats | Callable[..., ErrorStats] | None = None,
     on_retry: Callable[..., Any] | None = None,
 ) -> Callable[[F], F]:
     """Wrap a failure point: retry ``retries`` times, then call ``fallback``.
@@ -152,7 +152,9 @@ def recoverable(
     ``fallback`` gets the same arguments as the wrapped function plus ``error=`` (the last
     exception) and its result is returned; without one the last exception is re-raised.
     ``on_retry`` (same arguments plus ``error=``) runs before each retry, e.g. to free
-    caches. Each retry and each fallback is recorded in ``stats`` (default: ``STATS``).
+    caches. Each retry and each fallback is recorded in ``stats`` (default: ``STATS``);
+    ``stats`` may be a function of the call's arguments, e.g. ``lambda self, *a, **k:
+    self.errors`` for a per-object counter.
     PtimError is never swallowed: it already is a user-facing answer.
     """
 
@@ -161,7 +163,7 @@ def recoverable(
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            st = stats or STATS
+            st = stats(*args, **kwargs) if callable(stats) else (stats or STATS)
             attempt = 0
             while True:
                 try:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.errors import STATS, Category, ErrorStats, Strategy
+from backend.errors import STATS, Category, ErrorStats, Strategy, recoverable
 from backend.memory import MemoryPool, PoolExhausted, Priority
 from backend.metrics import Metrics, StageTimer
 from backend.types import Detections, Frame, Track
@@ -215,19 +215,41 @@ class Pipeline:
                 self.masker.apply_settings(settings.mask)
             self.settings = settings
 
+    @recoverable(
+        Category.MEMORY, Strategy.DEGRADE, retries=1, exceptions=(PoolExhausted,),
+        stats=lambda self, *a, **k: self.errors,
+        on_retry=lambda self, image, error: self.pool.free_cache(),
+        # past the pool budget a plain array keeps the frame flowing (counted)
+        fallback=lambda self, image, error: np.empty_like(image),
+    )
     def acquire_like(self, image: np.ndarray) -> np.ndarray:
         """A pooled buffer shaped like ``image`` (retry after freeing caches once)."""
-        try:
-            return self.pool.acquire(image.shape, image.dtype, Priority.HIGH)
-        except PoolExhausted as exc:
-            self.errors.record(Category.MEMORY, Strategy.RETRY, "frame buffer", str(exc))
-            self.pool.free_cache()
-            try:
-                return self.pool.acquire(image.shape, image.dtype, Priority.HIGH)
-            except PoolExhausted as exc2:
-                # past the pool budget: a plain array keeps the frame flowing, counted
-                self.errors.record(Category.MEMORY, Strategy.DEGRADE, "frame buffer", str(exc2))
-                return np.empty_like(image)
+        return self.pool.acquire(image.shape, image.dtype, Priority.HIGH)
+
+    @recoverable(
+        Category.PROCESSING, Strategy.DEGRADE,
+        stats=lambda self, *a, **k: self.errors,
+        # a frame whose tracking or masking fails is obscured whole, never passed raw
+        fallback=lambda self, out, outcome, size, error: (
+            [], f"frame failed: {type(error).__name__}: {error}"),
+    )
+    def _track_and_mask(
+        self, out: np.ndarray, outcome: DetectionOutcome | None, size: tuple[int, int]
+    ) -> tuple[list[Track], str | None]:
+        """Advance the tracker and paint masks into ``out``; (tracks, fail reason or None)."""
+        fail_reason: str | None = None
+        with StageTimer(self.metrics, "track"):
+            if outcome is None:
+                tracks = self.tracker.predict(size)
+            elif outcome.detections is None:
+                fail_reason = outcome.reason or "detection missing"
+                tracks = self.tracker.predict(size)
+            else:
+                tracks = self.tracker.update(outcome.detections, size)
+        if fail_reason is None:
+            with StageTimer(self.metrics, "mask"):
+                self.masker.apply(out, tracks)
+        return tracks, fail_reason
 
     def process(
         self, frame: Frame, outcome: DetectionOutcome | None, captured_at: float | None = None
@@ -244,24 +266,7 @@ class Pipeline:
         np.copyto(out, image)
         h, w = image.shape[:2]
         with self._lock:
-            fail_reason: str | None = None
-            tracks: list[Track] = []
-            try:
-                with StageTimer(self.metrics, "track"):
-                    if outcome is None:
-                        tracks = self.tracker.predict((w, h))
-                    elif outcome.detections is None:
-                        fail_reason = outcome.reason or "detection missing"
-                        tracks = self.tracker.predict((w, h))
-                    else:
-                        tracks = self.tracker.update(outcome.detections, (w, h))
-                with StageTimer(self.metrics, "mask"):
-                    if fail_reason is None:
-                        self.masker.apply(out, tracks)
-            except Exception as exc:  # noqa: BLE001 - a frame that fails is obscured, never raw
-                fail_reason = f"frame failed: {type(exc).__name__}: {exc}"
-                self.errors.record(Category.PROCESSING, Strategy.DEGRADE, "pipeline", fail_reason)
-                np.copyto(out, image)
+            tracks, fail_reason = self._track_and_mask(out, outcome, (w, h))
             if fail_reason is not None:
                 with StageTimer(self.metrics, "mask"):
                     self.masker.obscure_frame(out)

@@ -140,3 +140,35 @@ def test_obscured_before_detector_loads(astronaut):
     res = pipe.obscured(Frame(0, 0.0, canvas), "detector not loaded yet")
     assert res.fail_closed
     assert not frame_is_raw(res.frame.image, canvas, [box])
+
+
+def test_masking_failure_fails_the_frame_closed(astronaut, detector):
+    canvas, box = _canvas(astronaut)
+    stats = ErrorStats()
+    pipe = Pipeline(SOLID, pool=MemoryPool(64), errors=stats)
+
+    def broken(image, tracks):
+        raise ValueError("injected masker failure")
+
+    pipe.masker.apply = broken
+    runner = DetectionRunner(detector, 2.0)
+    res = pipe.process(Frame(0, 0.0, canvas), runner.detect(canvas))
+    runner.close()
+    assert res.fail_closed and "injected masker failure" in res.reason
+    assert not frame_is_raw(res.frame.image, canvas, [box])
+    assert stats.counts() == {"processing.degrade": 1}
+
+
+def test_pool_failure_frees_cache_retries_then_degrades(astronaut):
+    from backend.faults import Faults, failing_allocator
+
+    canvas, _ = _canvas(astronaut)
+    stats = ErrorStats()
+    pool = MemoryPool(64, allocator=failing_allocator(Faults(pool_fail=2)))
+    pipe = Pipeline(Settings(), pool=pool, errors=stats)
+    buf = pipe.acquire_like(canvas)
+    assert buf.shape == canvas.shape
+    assert stats.counts() == {"memory.retry": 1, "memory.degrade": 1}
+    buf2 = pipe.acquire_like(canvas)  # the allocator works again: pooled
+    pipe.pool.release(buf2)
+    assert pool.stats().allocations == 1
