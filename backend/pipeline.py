@@ -29,7 +29,9 @@ from config.schema import Settings, parse_size
 
 log = logging.getLogger("ptim.pipeline")
 
-QUALITY_LONG_SIDE = {"fast": 320, "balanced": 480, "accurate": 640}
+# 448 rather than 480: 17% fewer pixels (448x256 vs 480x288 for 16:9), ~15% faster files,
+# and the same zero leaks on bench/privacy.py
+QUALITY_LONG_SIDE = {"fast": 320, "balanced": 448, "accurate": 640}
 
 
 def detector_size(settings: Settings) -> tuple[tuple[int, int] | None, int]:

@@ -52,7 +52,7 @@ def main() -> int:
     ctl.window.preview.painted.connect(on_painted)
 
     def begin() -> None:
-        snap = ctl.metrics.snapshot(with_process=False)
+        snap = ctl.metrics.snapshot()  # also primes psutil's CPU counter
         state["base"] = snap
         state["measuring"] = True
         state["t0"] = time.perf_counter()

@@ -67,7 +67,7 @@ class DetectorSettings(_Section):
     input_size: str = Field(
         "auto", title="Detector size",
         description="Detector input WIDTHxHEIGHT, or 'auto' (frame scaled so its long side "
-        "is 480 px, aspect kept, padded to multiples of 32).",
+        "is 448 px (quality.model_quality), aspect kept, padded to multiples of 32).",
     )
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", title="Provider",
@@ -207,7 +207,7 @@ class QualitySettings(_Section):
     model_quality: Literal["fast", "balanced", "accurate"] = Field(
         "balanced", title="Model quality",
         description="Detector size used when detector.input_size is auto: fast = 320 px, "
-        "balanced = 480 px, accurate = 640 px long side.",
+        "balanced = 448 px, accurate = 640 px long side.",
     )
 
 
