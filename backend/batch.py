@@ -223,15 +223,40 @@ class BatchRunner:
         self.pool = pool or make_pool(settings.performance.gpu_memory_pool_size_mb)
         self.metrics = Metrics(pool=self.pool)
         self._detector = detector
+        self._loader: threading.Thread | None = None
+        self._load_error: BaseException | None = None
         self.stop_event = threading.Event()
+
+    def preload(self) -> None:
+        """Start loading the detector on a thread, so opening the input overlaps it."""
+        if self._detector is not None or self._loader is not None:
+            return
+
+        def load() -> None:
+            from backend.pipeline import build_detector
+
+            try:
+                self._detector = build_detector(self.settings, self.pool)
+            except BaseException as exc:  # noqa: BLE001 - raised where the detector is used
+                self._load_error = exc
+
+        self._loader = threading.Thread(target=load, name="ptim-load-model", daemon=True)
+        self._loader.start()
+
+    def close(self) -> None:
+        """Wait for a model load still running: exiting under it aborts the process."""
+        if self._loader is not None:
+            self._loader.join()
 
     @property
     def detector(self):
-        """The detector, loaded on first use."""
+        """The detector, loaded on first use (or by ``preload``)."""
         if self._detector is None:
-            from backend.pipeline import build_detector
-
-            self._detector = build_detector(self.settings, self.pool)
+            self.preload()
+            assert self._loader is not None
+            self._loader.join()
+            if self._load_error is not None:
+                raise self._load_error
         return self._detector
 
     def run_job(self, job: Job) -> JobStats:
@@ -284,7 +309,6 @@ class BatchRunner:
         from backend.sinks import VideoRecorder
 
         check_writable(job.output)
-        pipe, runner = self._pipeline()
         keep = self.settings.output.keep_audio and job.source != "demo"
         audio = Path(job.source) if keep else None
         rec = VideoRecorder(
@@ -297,11 +321,6 @@ class BatchRunner:
         if faults is not None and faults.write_fail is not None:
             rec = FaultyWriter(rec, faults)
         stats = JobStats(expected=src.frame_count)
-        from backend.track import LookBack
-
-        st = self.settings.tracker
-        lookback = LookBack(pipe.masker, depth=st.lookback_frames,
-                            growth_per_frame=st.growth_per_frame)
         progress = _Progress(Path(job.source).name, src.frame_count, not self.quiet)
         frames_q: queue.Queue = queue.Queue(maxsize=8)
         out_q: queue.Queue = queue.Queue(maxsize=8)
@@ -348,7 +367,7 @@ class BatchRunner:
                         return
                     with StageTimer(self.metrics, "output"):
                         rec.write(res.frame)
-                    pipe.release(res)
+                    self.pool.release(res.frame.image)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 errors.append(exc)
                 stop.set()
@@ -356,15 +375,23 @@ class BatchRunner:
         threads = [threading.Thread(target=reader, name="ptim-read", daemon=True),
                    threading.Thread(target=writer, name="ptim-write", daemon=True)]
         for t in threads:
-            t.start()
+            t.start()  # decoding starts while the model may still be loading
         t0 = time.perf_counter()
         from collections import deque
+
+        from backend.track import LookBack
+
+        runner = None
 
         # one detection queued behind the running one keeps the detector busy while this
         # thread tracks, masks and hands frames on
         in_flight: deque = deque()
         ended = False
         try:
+            pipe, runner = self._pipeline()
+            st = self.settings.tracker
+            lookback = LookBack(pipe.masker, depth=st.lookback_frames,
+                                growth_per_frame=st.growth_per_frame)
             while True:
                 while not ended and len(in_flight) < 2:
                     try:
@@ -412,7 +439,8 @@ class BatchRunner:
             raise
         finally:
             progress.finish()
-            runner.close()
+            if runner is not None:
+                runner.close()
         stats.seconds = time.perf_counter() - t0
         return stats
 
@@ -537,6 +565,7 @@ def run_process(args) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_term)
     boxes: _AtomicText | None = None
+    runner: BatchRunner | None = None
     try:
         settings = _settings_from_args(args)
         plan = plan_jobs(args.inputs, args.output)
@@ -547,6 +576,7 @@ def run_process(args) -> int:
         for job in plan.jobs:  # before the model loads: a bad -o fails at once
             check_writable(job.output)
         runner = BatchRunner(settings, quiet=args.quiet, boxes=boxes)
+        runner.preload()
         failures = list(plan.skipped)
         for path, reason in plan.skipped:
             _error(f"{path}: skipped: {reason}")
@@ -600,5 +630,7 @@ def run_process(args) -> int:
         _error(f"{type(exc).__name__}: {exc} (run with --verbose for details)")
         return 1
     finally:
+        if runner is not None:
+            runner.close()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, prev_term)
