@@ -256,3 +256,14 @@ def test_unavailable_camera_is_reported_and_demo_shown(qtbot, tmp_path, monkeypa
     finally:
         ctl.shutdown()
         ctl.window.close()
+
+
+def test_virtual_camera_without_device_says_how_to_get_one(qtbot, app_ctl):
+    names = [p.read_text() for p in Path("/sys/class/video4linux").glob("*/name")]
+    if any("v4l2loopback" in n for n in names):
+        pytest.skip("a v4l2loopback device exists here: the no-device message cannot show")
+    box = app_ctl.window.controls.virtual_camera_check
+    box.click()  # what a mouse click does: toggles and emits clicked
+    qtbot.waitUntil(lambda: "v4l2loopback" in app_ctl.window.status_message, timeout=5000)
+    assert app_ctl.process_loop.virtual_camera is None  # nothing is sent anywhere
+    _wait_frames(qtbot, app_ctl, 3)  # and the preview keeps running
