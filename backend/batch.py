@@ -140,16 +140,15 @@ def plan_jobs(inputs: list[str], output: str | None) -> Plan:
 
 def check_writable(target: Path) -> None:
     """Raise OutputError unless a file can be created at ``target`` (parents made as needed)."""
+    from backend.sinks import output_writable
+
     parent = target.parent if str(target.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         why = exc.strerror or exc
         raise OutputError(f"{target}: cannot create folder {parent}: {why}") from None
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{target}: folder {parent} is not writable")
-    if target.is_dir():
-        raise OutputError(f"{target}: is a folder, expected a file name")
+    output_writable(target)
 
 
 class _Progress:

@@ -57,7 +57,7 @@ def output_writable(
     except OSError as exc:
         why = "read-only or permission denied" if isinstance(exc, PermissionError) else (
             exc.strerror or str(exc))
-        raise OutputError(f"{p}: cannot write in folder {target} ({why})") from None
+        raise OutputError(f"{p}: folder {target} is not writable ({why})") from None
     os.close(fd)
     with contextlib.suppress(OSError):
         os.remove(probe)
