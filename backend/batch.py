@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -305,7 +306,9 @@ class BatchRunner:
         return stats
 
     def _run_video(self, job: Job, src) -> JobStats:
+        from backend.faults import FaultyWriter, faults_from_env
         from backend.sinks import VideoRecorder
+        from backend.track import LookBack
 
         check_writable(job.output)
         keep = self.settings.output.keep_audio and job.source != "demo"
@@ -314,8 +317,6 @@ class BatchRunner:
             job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
             crf=self.settings.output.crf, preset=self.settings.output.preset, audio_from=audio,
         )
-        from backend.faults import FaultyWriter, faults_from_env
-
         faults = faults_from_env()
         if faults is not None and faults.write_fail is not None:
             rec = FaultyWriter(rec, faults)
@@ -376,12 +377,7 @@ class BatchRunner:
         for t in threads:
             t.start()  # decoding starts while the model may still be loading
         t0 = time.perf_counter()
-        from collections import deque
-
-        from backend.track import LookBack
-
         runner = None
-
         # one detection queued behind the running one keeps the detector busy while this
         # thread tracks, masks and hands frames on
         in_flight: deque = deque()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -102,7 +101,6 @@ class DetectionRunner:
         self._errors = errors or STATS
         self._pool = pool
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptim-detect")
-        self._busy: Future | None = None
 
     def submit(self, image: np.ndarray) -> Future:
         """Start detection of ``image`` (which must stay unchanged until the result is read)."""
@@ -298,6 +296,3 @@ class Pipeline:
         """Forget every track (a new stream, or a seek)."""
         with self._lock:
             self.tracker.reset()
-
-
-FrameCallback = Callable[[FrameResult], None]
