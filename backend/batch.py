@@ -549,6 +549,27 @@ def _error(msg: str) -> None:
     sys.stderr.write("".join(f"ptim: error: {ln}\n" for ln in lines))
 
 
+def _report_recoveries() -> None:
+    """Log the recovery counts; keep an error report when frames were affected.
+
+    A CPU fallback alone (CUDA listed but not loadable) is already one log line and would
+    otherwise leave a report behind every run.
+    """
+    counts = STATS.counts()
+    if not counts:
+        return
+    log.debug("recoveries: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+    if set(counts) - {"gpu.fallback"}:
+        from config.paths import user_data_dir
+
+        try:
+            path = STATS.write_report(user_data_dir())
+            log.info("recoveries: %s (details: %s)",
+                     ", ".join(f"{k}={v}" for k, v in counts.items()), path)
+        except OSError:
+            pass  # a report must never turn a finished run into a failure
+
+
 def run_process(args) -> int:
     """Entry of ``main.py process``; returns the exit code."""
     _setup_logging(args.verbose, args.quiet)
@@ -602,8 +623,7 @@ def run_process(args) -> int:
             print(f"total: {done} of {len(plan.jobs) + len(plan.skipped)} inputs, {total.frames} "
                   f"frames, {total.faces} faces, {total.fail_closed} fail-closed, "
                   f"{total.frames / max(elapsed, 1e-9):.1f} fps")
-        if STATS.total():
-            log.debug("recoveries: %s", ", ".join(f"{k}={v}" for k, v in STATS.counts().items()))
+        _report_recoveries()
         if failures:
             return EXIT_PARTIAL if done else EXIT_INPUT
         return EXIT_OK

@@ -195,3 +195,13 @@ def test_demo_and_config_show(tmp_path):
     assert r.returncode == 0
     line = next(x for x in r.stdout.splitlines() if x.startswith("mask.type"))
     assert "solid" in line and "PTIM_MASK__TYPE" in line
+
+
+def test_recoveries_leave_an_error_report(tmp_path, clip):
+    ud = tmp_path / "ud"
+    r = run_main("process", str(clip), "-o", str(tmp_path / "o.mp4"), cwd=tmp_path,
+                 env={"PTIM_USERDATA_DIR": str(ud), "PTIM_FAULTS": "detect.raise=2"})
+    assert r.returncode == 0, r.stderr
+    assert "1 fail-closed" in r.stdout
+    (report,) = ud.glob("error_report_*.json")
+    assert json.loads(report.read_text())["counts"]["processing.degrade"] == 1
