@@ -211,6 +211,9 @@ class MaskerApp(QObject):
                                         on_end=self.source_ended.emit)
         self._capture_thread = LoopThread(self.capture_loop, "ptim-capture", self)
         self._capture_thread.start()
+        if self.config.settings.ui.virtual_camera:
+            self._set_virtual_camera(False)  # reopened at the new source's size
+            self._set_virtual_camera(True)
         self._running = True
         self.window.set_running(True)
         w, h = src.size
@@ -420,6 +423,9 @@ class MaskerApp(QObject):
                 True, f"Virtual camera: {self.process_loop.virtual_camera.device}")
         except Exception as exc:  # noqa: BLE001 - any backend failure means "no device"
             log.info("virtual camera unavailable: %s", exc)
+            # untick it in the saved config too, so the next launch does not fail again
+            with contextlib.suppress(PtimError):
+                self.pipeline.apply_settings(self.config.update({"ui.virtual_camera": False}))
             self.window.controls.set_virtual_camera_state(False, VIRTUAL_CAMERA_HELP)
             self.window.show_status(VIRTUAL_CAMERA_HELP, error=True)
 

@@ -266,4 +266,26 @@ def test_virtual_camera_without_device_says_how_to_get_one(qtbot, app_ctl):
     box.click()  # what a mouse click does: toggles and emits clicked
     qtbot.waitUntil(lambda: "v4l2loopback" in app_ctl.window.status_message, timeout=5000)
     assert app_ctl.process_loop.virtual_camera is None  # nothing is sent anywhere
+    assert app_ctl.config.settings.ui.virtual_camera is False  # not retried at next launch
     _wait_frames(qtbot, app_ctl, 3)  # and the preview keeps running
+
+
+def test_virtual_camera_saved_on_is_tried_at_launch(qtbot, tmp_path, monkeypatch):
+    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+
+    names = [p.read_text() for p in Path("/sys/class/video4linux").glob("*/name")]
+    if any("v4l2loopback" in n for n in names):
+        pytest.skip("a v4l2loopback device exists here: the no-device message cannot show")
+    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
+    (tmp_path / "config.yaml").write_text("ui:\n  virtual_camera: true\n")
+    ctl = MaskerApp(tmp_path, source_spec="demo")
+    ctl.window.quit_requested.disconnect()
+    ctl.window.show()
+    ctl.start()
+    try:
+        assert "v4l2loopback" in ctl.window.status_message
+        assert ctl.config.settings.ui.virtual_camera is False
+        assert "virtual_camera" not in (tmp_path / "config.yaml").read_text()
+    finally:
+        ctl.shutdown()
+        ctl.window.close()
