@@ -7,6 +7,7 @@ reaches the output. Outputs are written under temporary names and renamed when c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -558,16 +559,14 @@ def _report_recoveries() -> None:
     counts = STATS.counts()
     if not counts:
         return
-    log.debug("recoveries: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
+    summary = ", ".join(f"{k}={v}" for k, v in counts.items())
+    log.debug("recoveries: %s", summary)
     if set(counts) - {"gpu.fallback"}:
         from config.paths import user_data_dir
 
-        try:
+        with contextlib.suppress(OSError):  # a report must never fail a finished run
             path = STATS.write_report(user_data_dir())
-            log.info("recoveries: %s (details: %s)",
-                     ", ".join(f"{k}={v}" for k, v in counts.items()), path)
-        except OSError:
-            pass  # a report must never turn a finished run into a failure
+            log.info("recoveries: %s (details: %s)", summary, path)
 
 
 def run_process(args) -> int:

@@ -21,21 +21,45 @@ SPEC = SCENES["demo"]
 
 
 @pytest.fixture
-def app_ctl(qtbot, tmp_path, monkeypatch):
-    """A started MaskerApp on the demo source with its own userdata dir."""
+def make_app(tmp_path, monkeypatch):
+    """Start a MaskerApp with its own userdata dir; every one is shut down at teardown.
+
+    ``prepare(ctl)`` runs after construction and before ``start()`` (hooks, signals).
+    """
     from apps.PlayaTewsIdentityMasker.app import MaskerApp
 
     monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
+    started = []
+
+    def make(source_spec: str = "demo", prepare=None):
+        ctl = MaskerApp(tmp_path, source_spec=source_spec)
+        ctl.window.quit_requested.disconnect()  # the test, not Qt, ends the app
+        started.append(ctl)
+        if prepare is not None:
+            prepare(ctl)
+        ctl.window.resize(1100, 700)
+        ctl.window.show()
+        ctl.start()
+        return ctl
+
+    yield make
+    for ctl in started:
+        ctl.shutdown()
+        ctl.window.close()
+
+
+@pytest.fixture
+def app_ctl(qtbot, tmp_path, make_app):
+    """A started MaskerApp on the demo source whose detector has loaded."""
     (tmp_path / "config.yaml").write_text(f"ui:\n  record_dir: {tmp_path / 'rec'}\n")
-    ctl = MaskerApp(tmp_path, source_spec="demo")
-    ctl.window.quit_requested.disconnect()
-    ctl.window.resize(1100, 700)
-    ctl.window.show()
-    ctl.start()
+    ctl = make_app()
     qtbot.waitUntil(lambda: ctl.detector is not None, timeout=20000)
-    yield ctl
-    ctl.shutdown()
-    ctl.window.close()
+    return ctl
+
+
+def _has_loopback_device() -> bool:
+    names = [p.read_text() for p in Path("/sys/class/video4linux").glob("*/name")]
+    return any("v4l2loopback" in n for n in names)
 
 
 def _shown(ctl):
@@ -68,25 +92,17 @@ def test_shows_masked_frames_of_the_demo(qtbot, app_ctl):
     assert any(lab.text() == "Detector: CPU" for lab in _labels(app_ctl))
 
 
-def test_fail_closed_until_detector_loads(qtbot, tmp_path, monkeypatch):
-    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+def test_fail_closed_until_detector_loads(qtbot, make_app):
+    def never_load(ctl):
+        ctl._load_detector = lambda settings: None  # the model never arrives
 
-    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
-    ctl = MaskerApp(tmp_path, source_spec="demo")
-    ctl.window.quit_requested.disconnect()
-    ctl._load_detector = lambda settings: None  # the model never arrives
-    ctl.window.show()
-    ctl.start()
-    try:
-        _wait_frames(qtbot, ctl, 5)
-        res = _shown(ctl)
-        assert res.fail_closed
-        boxes = list(ground_truth(SPEC, res.frame.index % SPEC.n_frames))
-        assert not frame_is_raw(res.frame.image, _original(res.frame.index), boxes)
-        assert ctl.metrics.fail_closed >= 5
-    finally:
-        ctl.shutdown()
-        ctl.window.close()
+    ctl = make_app(prepare=never_load)
+    _wait_frames(qtbot, ctl, 5)
+    res = _shown(ctl)
+    assert res.fail_closed
+    boxes = list(ground_truth(SPEC, res.frame.index % SPEC.n_frames))
+    assert not frame_is_raw(res.frame.image, _original(res.frame.index), boxes)
+    assert ctl.metrics.fail_closed >= 5
 
 
 def test_control_change_reaches_config_file_and_next_frame(qtbot, app_ctl):
@@ -168,28 +184,19 @@ def test_click_on_a_face_exempts_it_and_click_again_masks_it(qtbot, app_ctl):
     qtbot.waitUntil(lambda: not any(t.exempt for t in _shown(app_ctl).tracks), timeout=3000)
 
 
-def test_source_failing_mid_stream_is_reported_and_recovered(qtbot, tmp_path, monkeypatch):
-    from apps.PlayaTewsIdentityMasker.app import MaskerApp
+def test_source_failing_mid_stream_is_reported_and_recovered(qtbot, make_app, monkeypatch):
     from backend.errors import STATS
 
-    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
     monkeypatch.setenv("PTIM_FAULTS", "source.fail=20+4")
     STATS.reset()
-    ctl = MaskerApp(tmp_path, source_spec="demo")
-    ctl.window.quit_requested.disconnect()
     messages: list[str] = []
-    ctl.status_message.connect(lambda text, err: messages.append(text))
-    ctl.window.show()
-    ctl.start()
-    try:
-        qtbot.waitUntil(lambda: any("reconnected" in m for m in messages), timeout=20000)
-        assert any("read failed" in m and "reconnecting" in m for m in messages)
-        n = ctl.metrics.frames_out
-        qtbot.waitUntil(lambda: ctl.metrics.frames_out > n + 10, timeout=10000)
-        assert STATS.counts().get("io.restart", 0) == 4
-    finally:
-        ctl.shutdown()
-        ctl.window.close()
+    ctl = make_app(prepare=lambda c: c.status_message.connect(
+        lambda text, err: messages.append(text)))
+    qtbot.waitUntil(lambda: any("reconnected" in m for m in messages), timeout=20000)
+    assert any("read failed" in m and "reconnecting" in m for m in messages)
+    n = ctl.metrics.frames_out
+    qtbot.waitUntil(lambda: ctl.metrics.frames_out > n + 10, timeout=10000)
+    assert STATS.counts().get("io.restart", 0) == 4
 
 
 def test_recording_makes_a_playable_file(qtbot, app_ctl):
@@ -240,27 +247,16 @@ def test_install_shortcut_writes_a_launcher(tmp_path):
     assert Path(icon).is_file()
 
 
-def test_unavailable_camera_is_reported_and_demo_shown(qtbot, tmp_path, monkeypatch):
-    from apps.PlayaTewsIdentityMasker.app import MaskerApp
-
-    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
-    ctl = MaskerApp(tmp_path, source_spec="camera:7")
-    ctl.window.quit_requested.disconnect()
-    ctl.window.show()
-    ctl.start()
-    try:
-        assert "camera 7" in ctl.window.status_message
-        assert "demo" in ctl.window.status_message
-        assert ctl.source_spec == "demo"
-        _wait_frames(qtbot, ctl, 3)
-    finally:
-        ctl.shutdown()
-        ctl.window.close()
+def test_unavailable_camera_is_reported_and_demo_shown(qtbot, make_app):
+    ctl = make_app("camera:7")
+    assert "camera 7" in ctl.window.status_message
+    assert "demo" in ctl.window.status_message
+    assert ctl.source_spec == "demo"
+    _wait_frames(qtbot, ctl, 3)
 
 
 def test_virtual_camera_without_device_says_how_to_get_one(qtbot, app_ctl):
-    names = [p.read_text() for p in Path("/sys/class/video4linux").glob("*/name")]
-    if any("v4l2loopback" in n for n in names):
+    if _has_loopback_device():
         pytest.skip("a v4l2loopback device exists here: the no-device message cannot show")
     box = app_ctl.window.controls.virtual_camera_check
     box.click()  # what a mouse click does: toggles and emits clicked
@@ -270,22 +266,11 @@ def test_virtual_camera_without_device_says_how_to_get_one(qtbot, app_ctl):
     _wait_frames(qtbot, app_ctl, 3)  # and the preview keeps running
 
 
-def test_virtual_camera_saved_on_is_tried_at_launch(qtbot, tmp_path, monkeypatch):
-    from apps.PlayaTewsIdentityMasker.app import MaskerApp
-
-    names = [p.read_text() for p in Path("/sys/class/video4linux").glob("*/name")]
-    if any("v4l2loopback" in n for n in names):
+def test_virtual_camera_saved_on_is_tried_at_launch(qtbot, tmp_path, make_app):
+    if _has_loopback_device():
         pytest.skip("a v4l2loopback device exists here: the no-device message cannot show")
-    monkeypatch.setenv("PTIM_USERDATA_DIR", str(tmp_path))
     (tmp_path / "config.yaml").write_text("ui:\n  virtual_camera: true\n")
-    ctl = MaskerApp(tmp_path, source_spec="demo")
-    ctl.window.quit_requested.disconnect()
-    ctl.window.show()
-    ctl.start()
-    try:
-        assert "v4l2loopback" in ctl.window.status_message
-        assert ctl.config.settings.ui.virtual_camera is False
-        assert "virtual_camera" not in (tmp_path / "config.yaml").read_text()
-    finally:
-        ctl.shutdown()
-        ctl.window.close()
+    ctl = make_app()
+    assert "v4l2loopback" in ctl.window.status_message
+    assert ctl.config.settings.ui.virtual_camera is False
+    assert "virtual_camera" not in (tmp_path / "config.yaml").read_text()
