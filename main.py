@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write one JSON line of tracks per frame")
     proc.add_argument("--config", metavar="FILE", help="settings YAML (instead of the user's)")
     proc.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="inference provider")
+    proc.add_argument("--precision", choices=["auto", "fp32", "int8"],
+                      help="detector precision (auto: int8 on CPU, fp32 on CUDA)")
     proc.add_argument("--quiet", action="store_true", help="print only errors")
     proc.add_argument("--verbose", action="store_true", help="debug log; tracebacks to the log")
 

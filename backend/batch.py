@@ -38,6 +38,7 @@ _FLAG_KEYS = {
     "detector_size": "detector.input_size",
     "keep_audio": "output.keep_audio",
     "provider": "detector.provider",
+    "precision": "detector.precision",
 }
 
 

@@ -57,7 +57,10 @@ def build_detector(settings: Settings, pool: MemoryPool | None = None):
         provider=settings.detector.provider,
         threads=settings.performance.max_processing_workers,
         pool=pool,
+        precision=settings.detector.precision,
     )
+    log.info("detector: %s %s, input %s", detector.provider, detector.precision,
+             f"{size[0]}x{size[1]}" if size else f"long side {long_side} px")
     from backend.faults import FaultyDetector, faults_from_env
 
     faults = faults_from_env()

@@ -305,11 +305,13 @@ def describe_leaks(score: Score, limit: int = 40) -> str:
 
 # -- running the tools ----------------------------------------------------------------
 def bench_env() -> dict[str, str]:
-    """Environment for the tools: no PTIM_* overrides, an empty userdata folder.
+    """Environment for the tools: no PTIM_* overrides (the cache folder is kept), an empty
+    userdata folder.
 
     PTIM then runs on its built-in defaults whatever the user's config says.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PTIM_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PTIM_") or k == "PTIM_CACHE_DIR"}  # the cache is no setting
     userdata = OUT_DIR / "userdata"
     userdata.mkdir(parents=True, exist_ok=True)
     env["PTIM_USERDATA_DIR"] = str(userdata)

@@ -15,7 +15,7 @@ from config.manager import (
     save_user_settings,
     setting_keys,
 )
-from config.paths import user_config_path, user_data_dir
+from config.paths import user_cache_dir, user_config_path, user_data_dir
 from config.schema import Settings, parse_size
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "parse_size",
     "save_user_settings",
     "setting_keys",
+    "user_cache_dir",
     "user_config_path",
     "user_data_dir",
 ]

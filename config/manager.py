@@ -541,6 +541,7 @@ class ConfigManager:
 
     RESTART_KEYS: ClassVar[frozenset[str]] = frozenset({
         "performance.max_processing_workers", "detector.provider", "detector.model_path",
+        "detector.precision",
     })
     """Keys whose new value only takes effect after a restart."""
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 APP_NAME = "PlayaTewsIdentityMasker"
 USERDATA_ENV = "PTIM_USERDATA_DIR"
+CACHE_ENV = "PTIM_CACHE_DIR"
 CONFIG_FILE_NAME = "config.yaml"
 
 
@@ -33,6 +34,20 @@ def user_data_dir(
     import platformdirs
 
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
+
+
+def user_cache_dir(*, env: Mapping[str, str] | None = None) -> Path:
+    """Where derived files (the int8 detector model) are cached: ``$PTIM_CACHE_DIR``, else
+    ``platformdirs.user_cache_dir("PlayaTewsIdentityMasker")`` (``~/.cache/...`` on Linux).
+
+    Shared by every userdata folder: what is cached is derived from installed packages only.
+    """
+    value = (os.environ if env is None else env).get(CACHE_ENV, "").strip()
+    if value:
+        return Path(value).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
 def user_config_path(data_dir: str | Path) -> Path:

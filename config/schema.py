@@ -73,6 +73,12 @@ class DetectorSettings(_Section):
         "auto", title="Provider",
         description="auto uses CUDA only when it really loads, else CPU.",
     )
+    precision: Literal["auto", "fp32", "int8"] = Field(
+        "auto", title="Precision",
+        description="auto runs an int8 copy of the model on CPU (about twice as fast; "
+        "derived once, then cached) and the model as it is on CUDA; fp32 always runs the "
+        "model as it is.",
+    )
     deadline_ms: float = Field(
         1000.0, ge=10, le=60000, title="Deadline (ms)",
         description="A detection slower than this counts as missing: the frame fails closed.",

@@ -6,6 +6,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# One int8-detector cache for the whole run, subprocesses included: it is derived once
+# (a few seconds) instead of in every test, and never in the tester's own cache folder.
+_CACHE = tempfile.mkdtemp(prefix="ptim-test-cache-")
+os.environ["PTIM_CACHE_DIR"] = _CACHE
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -16,3 +24,8 @@ def astronaut() -> tuple[np.ndarray, tuple[int, int, int, int]]:
     from backend.sources.face_photo import astronaut as load
 
     return load()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Remove the run's int8-detector cache."""
+    shutil.rmtree(_CACHE, ignore_errors=True)

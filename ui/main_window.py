@@ -367,7 +367,7 @@ class MainWindow(QMainWindow):
         self.controls.set_virtual_camera_state(on, message)
 
     def set_detector_state(self, text: str) -> None:
-        """E.g. "Loading detector...", "Detector: CPU", "Detector: CUDA"."""
+        """E.g. "Loading detector...", "Detector: CPU int8", "Detector: CUDA fp32"."""
         self._detector_label.setText(text)
 
     def set_source_label(self, text: str) -> None:

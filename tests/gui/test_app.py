@@ -89,7 +89,7 @@ def test_shows_masked_frames_of_the_demo(qtbot, app_ctl):
     assert app_ctl.window.preview._masked is img
     grab = app_ctl.window.preview.grab().toImage()
     assert grab.width() > 100 and not grab.isNull()
-    assert any(lab.text() == "Detector: CPU" for lab in _labels(app_ctl))
+    assert any(lab.text() == "Detector: CPU int8" for lab in _labels(app_ctl))
 
 
 def test_fail_closed_until_detector_loads(qtbot, make_app):

@@ -54,7 +54,8 @@ def unmasked(fast_clip, tmp_path_factory) -> Path:
 
 
 def _run_ptim_solid(clip: Path, out: Path, userdata: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PTIM_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PTIM_") or k == "PTIM_CACHE_DIR"}  # the run's int8 cache
     env["PTIM_USERDATA_DIR"] = str(userdata)  # built-in defaults, not the user's config
     cmd = [sys.executable, str(ROOT / "main.py"), "process", str(clip), "-o", str(out),
            "--mask", "solid", "--quiet"]

@@ -65,6 +65,20 @@ def test_masks_every_frame_keeps_timing_and_audio(tmp_path, clip, small_scene):
     assert sum(len(x["tracks"]) for x in lines) >= 45  # the big face in every frame
 
 
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_precision_flag_picks_the_model_and_both_mask_every_face(tmp_path, clip, small_scene,
+                                                                  precision):
+    out = tmp_path / "out.mp4"
+    r = run_main("process", str(clip), "-o", str(out), "--mask", "solid", "--provider", "cpu",
+                 "--precision", precision, "--verbose", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"detector: cpu {precision}, input long side 448 px" in r.stderr
+    frames, *_ = _decode(out)
+    assert len(frames) == small_scene.n_frames
+    assert not [i for i, f in enumerate(frames)
+                if frame_is_raw(f, render(small_scene, i)[0], list(ground_truth(small_scene, i)))]
+
+
 def test_default_output_name_and_no_audio_unless_asked(tmp_path, clip):
     src = tmp_path / "talk.mp4"
     shutil.copy(clip, src)

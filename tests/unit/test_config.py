@@ -418,12 +418,14 @@ def test_manager_explicit_config_file(tmp_path: Path) -> None:
 def test_needs_restart() -> None:
     a = Settings()
     b = load_settings(None, env={}, overrides={"detector.provider": "cpu",
+                                               "detector.precision": "fp32",
                                                "performance.max_processing_workers": 3,
                                                "mask.type": "solid"}).settings
-    assert needs_restart(a, b) == ["detector.provider", "performance.max_processing_workers"]
+    assert needs_restart(a, b) == ["detector.precision", "detector.provider",
+                                   "performance.max_processing_workers"]
     assert ConfigManager.needs_restart(a, a) == []
     assert {"performance.max_processing_workers", "detector.provider",
-            "detector.model_path"} == ConfigManager.RESTART_KEYS
+            "detector.model_path", "detector.precision"} == ConfigManager.RESTART_KEYS
 
 
 # ---------------------------------------------------------------------------- paths

@@ -55,6 +55,23 @@ def test_no_weak_detection_masks_the_grown_box():
     assert out[0][1][0].box[2] - out[0][1][0].box[0] > 50  # grew while walking back
 
 
+def test_a_gap_in_the_chain_is_masked_between_its_ends():
+    # a face moving right 30 px a frame: weak detections in frames 0 and 2, none in 1;
+    # frame 2's box, all that the walk back had before, misses most of frame 1's face
+    lb = LookBack(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    lb.push(_result(0), _dets([20, 50, 60, 100]))
+    lb.push(_result(1), None)
+    lb.push(_result(2), _dets([80, 50, 120, 100]))
+    out = lb.push(_result(3, [_track([110, 50, 150, 100])]),
+                  _dets([110, 50, 150, 100], score=0.9)) + lb.flush()
+    gap_image, gap_added = out[1][0].frame.image, out[1][1]
+    assert (gap_image[55:95, 52:88] == 0).all(), "the face between the two ends is exposed"
+    assert gap_added[0].box[0] <= 50 and gap_added[0].box[2] >= 90
+    assert gap_added[0].frames_since_seen == 1
+    for res, _ in out[:3:2]:  # the ends keep their own detections' boxes
+        assert res.frame.image[75, 300].tolist() == [128, 128, 128]
+
+
 @pytest.mark.parametrize("exempt", [True, False])
 def test_exempt_or_fail_closed_frames_are_left_alone(exempt):
     lb = LookBack(Masker(SOLID), depth=3)
