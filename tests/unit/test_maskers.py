@@ -426,3 +426,22 @@ def test_obscure_frame_any_size(size: tuple[int, int]) -> None:
     for style in ("pixelate", "blur", "solid"):
         Masker(MaskSettings(fail_closed=style)).obscure_frame(img)
         assert img.shape == (*size, 3)
+
+
+def test_a_face_cut_by_the_top_edge_is_masked_as_the_whole_face() -> None:
+    from backend.mask.masker import FACE_ASPECT, complete_at_edges
+
+    # the visible chin of a face entering from the top: a flat box against the edge
+    box = np.array([400.0, 0.0, 560.0, 60.0])
+    whole = complete_at_edges(box, 1280, 720)
+    assert whole[3] == 60.0 and whole[1] < 0
+    assert (whole[3] - whole[1]) == pytest.approx(FACE_ASPECT * 160)
+    assert complete_at_edges(np.array([100.0, 100, 200, 300]), 1280, 720).tolist() == [
+        100, 100, 200, 300]  # clear of the edges: unchanged
+    right = complete_at_edges(np.array([1240.0, 300, 1280, 450]), 1280, 720)
+    assert right[0] == 1240 and right[2] > 1280  # grown past the right edge only
+    img = np.full((720, 1280, 3), 200, np.uint8)
+    Masker(MaskSettings(type="solid", shape="ellipse", scale=1.0)).apply(
+        img, [Track(1, box.astype(np.float32), np.zeros(4), 0.9)])
+    # up to the edge the face is covered across its middle 70% (a flat ellipse is not)
+    assert (img[0:30, 424:536] == 0).all()

@@ -267,3 +267,34 @@ def test_returned_tracks_are_snapshots() -> None:
     t.exempt = True
     again = only(tr.tracks)
     assert contains(again.box, START) and not again.exempt
+
+
+def _weak(box: tuple[float, ...], score: float = 0.15) -> Detections:
+    d = dets(box)
+    return Detections(d.xyxy, d.landmarks, np.full(1, score, np.float32))
+
+
+def test_a_weak_fragment_far_from_the_face_does_not_drag_the_track() -> None:
+    # a face moving down 15 px a frame; as it leaves, a weak detection turns up 60 px left
+    t = Tracker(TrackerSettings(smoothing=0.0, hold_frames=8))
+    t.new_track_threshold = 0.25
+    for k in range(4):
+        only(t.update(dets(moved(START, 0, 15 * k)), FRAME))
+    fragment = moved(START, -60, 15 * 4 - 40)  # overlaps the predicted face by IoU < 0.3
+    tr = only(t.update(_weak(fragment), FRAME))
+    face_now = moved(START, 0, 60)
+    assert tr.held_over  # the track was held, not moved onto the fragment
+    assert contains(tr.box, face_now) and contains(tr.box, fragment)
+    tr = only(t.update(Detections.empty(), FRAME))
+    assert contains(tr.box, moved(START, 0, 75))  # still following the face's own motion
+
+
+def test_a_weak_detection_near_the_face_moves_it_but_never_masks_less_than_hold_over() -> None:
+    t = Tracker(TrackerSettings(smoothing=0.0, hold_frames=8))
+    t.new_track_threshold = 0.25
+    for k in range(4):
+        only(t.update(dets(moved(START, 20 * k, 0)), FRAME))
+    shrunk = (382.0, 205.0, 432.0, 270.0)  # a weak, smaller box on most of the face
+    tr = only(t.update(_weak(shrunk), FRAME))
+    assert not tr.held_over
+    assert contains(tr.box, shrunk) and contains(tr.box, moved(START, 80, 0))
