@@ -43,15 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     def scores(path: Path) -> np.ndarray:
         det = CenterFaceDetector(model_path=path, threshold=0.02, long_side=448,
                                  provider="cpu", precision="fp32")
-        out = []
-        for image, boxes in checks:
-            dets = det.detect(image)
-            cx = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2
-            cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
-            for x0, y0, x1, y1 in boxes:
-                inside = (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
-                out.append(float(dets.confidence[inside].max()) if inside.any() else 0.0)
-        return np.array(out)
+        return np.array([s for image, boxes in checks
+                         for s in q.face_scores(det, image, boxes)])
 
     ref = scores(default_model_path())
     original = dict(q.KEEP_FP32)

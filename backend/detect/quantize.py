@@ -239,8 +239,9 @@ def quantize(fp32: bytes, out: Path) -> None:
                 nodes_to_exclude=keep,
             )
     except Exception as exc:  # noqa: BLE001 - any failure of the toolchain is one line
-        line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
-        raise QuantizeError(f"{type(exc).__name__}: {line}"[:240]) from exc
+        from backend.detect.session import _one_line
+
+        raise QuantizeError(f"{type(exc).__name__}: {_one_line(exc, 200)}") from exc
 
 
 # -- the check on this CPU ------------------------------------------------------------
@@ -263,13 +264,22 @@ class Agreement:
                 f"fp32 {self.found_fp32}")
 
 
+def face_scores(detector, image: np.ndarray, boxes: list[tuple[int, int, int, int]]
+                ) -> list[float]:
+    """Per box, the best score of a detection centred inside it (0.0 where none is)."""
+    dets = detector.detect(image)
+    cx = (dets.xyxy[:, 0] + dets.xyxy[:, 2]) / 2
+    cy = (dets.xyxy[:, 1] + dets.xyxy[:, 3]) / 2
+    scores = []
+    for x0, y0, x1, y1 in boxes:
+        inside = (cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)
+        scores.append(float(dets.confidence[inside].max()) if inside.any() else 0.0)
+    return scores
+
+
 def _found(detector, image: np.ndarray, boxes: list[tuple[int, int, int, int]]) -> int:
     """Boxes that hold the centre of a detection scoring at least CHECK_THRESHOLD."""
-    dets = detector.detect(image)
-    keep = dets.xyxy[dets.confidence >= CHECK_THRESHOLD]
-    cx, cy = (keep[:, 0] + keep[:, 2]) / 2, (keep[:, 1] + keep[:, 3]) / 2
-    return sum(bool(np.any((cx > x0) & (cx < x1) & (cy > y0) & (cy < y1)))
-               for x0, y0, x1, y1 in boxes)
+    return sum(s >= CHECK_THRESHOLD for s in face_scores(detector, image, boxes))
 
 
 def check_agreement(source: Path, int8: Path) -> Agreement:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from backend.track.tracker import union_box
 from backend.types import Detections, Track
 
 
@@ -29,11 +30,6 @@ class _Held:
 
 def _centre_size(box: np.ndarray) -> tuple[float, float, float]:
     return (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, max(box[2] - box[0], box[3] - box[1])
-
-
-def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.array([min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])],
-                    np.float32)
 
 
 def _between(later: np.ndarray, earlier: np.ndarray, k: int, gap: int) -> np.ndarray:
@@ -113,7 +109,7 @@ class LookBack:
                 misses = k - last_found
                 nxt = next((j for j in range(k + 1, len(steps)) if steps[j][1] is not None),
                            None)
-                paint = grown if nxt is None else _union(
+                paint = grown if nxt is None else union_box(
                     grown, _between(later, steps[nxt][1], misses, nxt - last_found - 1))
             extra = Track(track_id=-track.track_id, box=paint.copy(), velocity=np.zeros(4),
                           score=0.0, frames_since_seen=misses)

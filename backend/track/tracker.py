@@ -89,7 +89,8 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def _union(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest xyxy box that holds boxes ``a`` and ``b``."""
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
@@ -228,21 +229,20 @@ class Tracker:
             for s in self._states:
                 s.age += 1
                 s.frames_since_seen += 1
-            pairs = self._associate(boxes)
+            pairs, iou = self._associate(boxes)
             matched_dets = set()
             weak: dict[int, np.ndarray] = {}  # track -> weak box that may not move it
             for ti, di in pairs:
                 s, score = self._states[ti], float(dets.confidence[di])
                 matched_dets.add(di)
-                if score < self.new_track_threshold and _iou_matrix(
-                        s.predicted_core()[None], boxes[di][None])[0, 0] < WEAK_MIN_IOU:
+                if score < self.new_track_threshold and iou[ti, di] < WEAK_MIN_IOU:
                     weak[ti] = boxes[di]
                     continue
                 held = _grown_box(s, st.growth_per_frame) if score < self.new_track_threshold \
                     else None
                 self._absorb(s, boxes[di], score)
                 if held is not None:  # a weak detection may be a fragment: never mask less
-                    s.box = _union(s.box, held)  # than hold-over would (shown stays as is)
+                    s.box = union_box(s.box, held)  # than hold-over would (shown stays as is)
             matched_tracks = {ti for ti, _ in pairs} - set(weak)
             kept: list[_State] = []
             for ti, s in enumerate(self._states):
@@ -251,7 +251,7 @@ class Tracker:
                         continue
                     s.box = _grown_box(s, st.growth_per_frame)
                     if ti in weak:
-                        s.box = _union(s.box, weak[ti])
+                        s.box = union_box(s.box, weak[ti])
                 kept.append(s)
             for di in range(len(boxes)):
                 # weak detections may only continue a track (a blurred face keeps its
@@ -276,10 +276,14 @@ class Tracker:
         self._next_id += 1
         return state
 
-    def _associate(self, boxes: np.ndarray) -> list[tuple[int, int]]:
-        """Greedy matching of tracks to detections on IoU plus centre distance."""
+    def _associate(self, boxes: np.ndarray) -> tuple[list[tuple[int, int]], np.ndarray]:
+        """Greedy matching of tracks to detections on IoU plus centre distance.
+
+        Returns the (track, detection) pairs and the IoU of every predicted face with
+        every detection, (tracks, detections).
+        """
         if not self._states or not len(boxes):
-            return []
+            return [], np.zeros((len(self._states), len(boxes)))
         core = np.array([s.predicted_core() for s in self._states])
         missed = np.array([s.frames_since_seen for s in self._states], dtype=np.float64)
         iou = _iou_matrix(core, boxes)
@@ -312,7 +316,7 @@ class Tracker:
             used_t.add(t)
             used_d.add(d)
             pairs.append((t, d))
-        return pairs
+        return pairs, iou
 
     def _absorb(self, s: _State, box: np.ndarray, score: float) -> None:
         """Update a matched track with its detection ``box``."""
