@@ -3,9 +3,14 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# GPU=1 (make setup GPU=1): also onnxruntime-gpu's CUDA and cuDNN pip packages (a few GB),
+# for machines with an NVIDIA driver; its own stamp, so it runs after a plain setup too
+GPU ?= 0
+comma := ,
+EXTRAS := dev$(if $(filter 1,$(GPU)),$(comma)gpu)
+STAMP := $(VENV)/.installed$(if $(filter 1,$(GPU)),-gpu)
 
-.PHONY: setup run test lint demo bench screenshots bundle clean
+.PHONY: setup run test test-loaded lint demo bench screenshots bundle clean
 
 setup: $(STAMP)
 
@@ -13,7 +18,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 run: setup
@@ -23,6 +28,11 @@ test: setup
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+
+# make test while one busy loop per core keeps the CPU loaded; tests/load.py kills the
+# loops when the run ends, passes or fails, and prints how long it took
+test-loaded: setup
+	$(PY) tests/load.py $(MAKE) --no-print-directory test
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--mask-scale", type=float, metavar="S", help="mask size vs face box")
     proc.add_argument("--blur-strength", type=float, metavar="K", help="blur strength 0.05-1")
     proc.add_argument("--threshold", type=float, metavar="T", help="face score threshold 0.01-0.99")
-    proc.add_argument("--detector-size", metavar="WxH|auto", help="detector input size")
+    proc.add_argument("--detector-size", metavar="WxH|auto",
+                      help="detector input size: an explicit override, one whole-frame pass")
+    proc.add_argument("--min-face", type=float, metavar="PX",
+                      help="smallest face to mask, in source pixels (default 12)")
     proc.add_argument("--keep-audio", action="store_true", default=None,
                       help="copy the input's audio track")
     proc.add_argument("--boxes", metavar="FILE.jsonl",
@@ -116,6 +119,17 @@ def _process(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGTERM, prev)
 
 
+def _describe_detection(settings) -> str:
+    """The detection lines of ``config show`` (the backend knows what runs)."""
+    from backend.pipeline import describe_detection, schedule_for
+
+    lines = [f"detection: {describe_detection(settings)}"]
+    if schedule_for(settings) is not None:
+        for w, h in ((1280, 720), (1920, 1080)):
+            lines.append(f"  at {describe_detection(settings, w, h)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -128,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         from config.cli import run_config
 
-        return run_config(args)
+        return run_config(args, describe=_describe_detection)
     if args.command == "install-shortcut":
         from apps.PlayaTewsIdentityMasker.shortcut import install_shortcut
 

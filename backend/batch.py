@@ -36,6 +36,7 @@ _FLAG_KEYS = {
     "blur_strength": "mask.blur_strength",
     "threshold": "detector.threshold",
     "detector_size": "detector.input_size",
+    "min_face": "detector.min_face_px",
     "keep_audio": "output.keep_audio",
     "provider": "detector.provider",
     "precision": "detector.precision",
@@ -276,12 +277,21 @@ class BatchRunner:
             return self._run_video(job, src)
 
     def _pipeline(self):
-        from backend.pipeline import DetectionRunner, Pipeline
+        from backend.pipeline import DetectionRunner, Pipeline, schedule_for
 
         pipe = Pipeline(self.settings, pool=self.pool, metrics=self.metrics)
-        runner = DetectionRunner(self.detector, self.settings.detector.deadline_ms / 1000.0,
-                                 pool=self.pool)
+        det = self.settings.detector
+        # files wait for a slow detection: only a hung one fails its frame closed
+        runner = DetectionRunner(self.detector, det.deadline_ms / 1000.0, pool=self.pool,
+                                 hang_limit_s=det.hang_limit_s,
+                                 schedule=schedule_for(self.settings))
         return pipe, runner
+
+    def _log_plan(self, job: Job, runner, width: int, height: int, still: bool = False) -> None:
+        from backend.pipeline import describe_detection
+
+        log.info("%s: detection: %s", Path(job.source).name,
+                 describe_detection(self.settings, width, height, still))
 
     def _run_image(self, job: Job, src) -> JobStats:
         from backend.sinks import ImageSink
@@ -294,7 +304,10 @@ class BatchRunner:
             frame = _read(src, job, 0)
             if frame is None:
                 raise InputError(f"{job.source}: no image could be read")
-            res = pipe.process(frame, runner.detect(frame.image))
+            h, w = frame.image.shape[:2]
+            self._log_plan(job, runner, w, h, still=True)
+            # a still image is examined at the policy's scale in full: every fine tile at once
+            res = pipe.process(frame, runner.detect(frame.image, still=True))
             sink = ImageSink(job.output)
             try:
                 sink.write(res.frame)
@@ -310,7 +323,7 @@ class BatchRunner:
     def _run_video(self, job: Job, src) -> JobStats:
         from backend.faults import FaultyWriter, faults_from_env
         from backend.sinks import VideoRecorder
-        from backend.track import LookBack
+        from backend.track import SecondPass
 
         check_writable(job.output)
         keep = self.settings.output.keep_audio and job.source != "demo"
@@ -387,8 +400,12 @@ class BatchRunner:
         try:
             pipe, runner = self._pipeline()
             st = self.settings.tracker
-            lookback = LookBack(pipe.masker, depth=st.lookback_frames,
-                                growth_per_frame=st.growth_per_frame)
+            inner = getattr(self.detector, "inner", self.detector)
+            second = SecondPass(pipe.masker, depth=st.lookback_frames,
+                                detect_crops=inner.detect_regions if runner.schedule else None,
+                                growth_per_frame=st.growth_per_frame,
+                                miss_limit=st.hold_frames)
+            logged = False
             while True:
                 while not ended and len(in_flight) < 2:
                     try:
@@ -400,7 +417,13 @@ class BatchRunner:
                     if frame is _STOP:
                         ended = True
                         break
-                    in_flight.append((frame, runner.submit(frame.image)))
+                    if not logged:
+                        self._log_plan(job, runner, *frame.size)
+                        logged = True
+                    # refinement crops follow the tracks as they stand now, a frame or two
+                    # before this one (the frames ahead of it are still being detected)
+                    in_flight.append((frame, runner.submit(
+                        frame.image, pipe.tracker.tracks, lead=len(in_flight) + 1)))
                 if not in_flight:
                     if ended or stop.is_set():
                         break
@@ -411,12 +434,12 @@ class BatchRunner:
                 outcome = runner.result(fut, w, h, started)
                 self.metrics.add_stage("detect", outcome.seconds)
                 res = pipe.process(frame, outcome)
-                if not self._emit(lookback.push(res, outcome.detections), stats, job, put,
+                if not self._emit(second.push(res, outcome.detections, frame.image), stats, job, put,
                                   out_q):
                     ended = True
                     break
                 progress.update(stats.frames)
-            if not stop.is_set() and self._emit(lookback.flush(), stats, job, put, out_q):
+            if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q):
                 put(out_q, _STOP)
             for t in threads:
                 while t.is_alive():
@@ -442,7 +465,7 @@ class BatchRunner:
         return stats
 
     def _emit(self, done, stats: JobStats, job: Job, put, out_q: queue.Queue) -> bool:
-        """Account for frames leaving the look-back buffer and queue them for writing."""
+        """Account for frames leaving the second pass's window and queue them for writing."""
         for res, added in done:
             self._account(stats, res, job, added)
             if not put(out_q, res):
@@ -450,6 +473,8 @@ class BatchRunner:
         return True
 
     def _account(self, stats: JobStats, res, job: Job, added=()) -> None:
+        from backend.types import ORIGIN_REFINED
+
         faces = sum(1 for t in res.tracks if not t.held_over)
         stats.frames += 1
         stats.faces += faces
@@ -466,19 +491,20 @@ class BatchRunner:
                         "id": t.track_id,
                         "box": [round(float(v), 1) for v in t.box],
                         "score": round(float(t.score), 4),
-                        "state": "held" if t.held_over else "detected",
+                        "state": "held" if t.held_over else
+                        "refined" if t.origin == ORIGIN_REFINED else "detected",
                         "exempt": t.exempt,
                     }
                     for t in res.tracks
                 ] + [
                     {
-                        "id": -t.track_id,
-                        "box": [round(float(v), 1) for v in t.box],
+                        "id": -a.track_id,
+                        "box": [round(float(v), 1) for v in a.box],
                         "score": 0.0,
-                        "state": "look-back",
+                        "state": a.state,
                         "exempt": False,
                     }
-                    for t in added
+                    for a in added
                 ],
             }
             self.boxes.write(json.dumps(rec) + "\n")
@@ -542,6 +568,10 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
             root.addHandler(fh)
         except OSError:
             pass
+    from backend.avlog import route_libav_logs
+
+    # FFmpeg's own lines: log file and console under --verbose, else nowhere (the error says it)
+    route_libav_logs(root.handlers if verbose else [])
 
 
 def _error(msg: str) -> None:

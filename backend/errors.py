@@ -18,6 +18,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, TypeVar
 
+# the base errors live at the ground (config) so that config raises them without importing up
+from config.errors import ConfigError, PtimError, UsageError
+
+__all__ = [
+    "STATS", "Category", "ConfigError", "ErrorStats", "InputError", "OutputError", "PtimError",
+    "RecoveryEvent", "Strategy", "UsageError", "recoverable",
+]
+
 log = logging.getLogger("ptim.errors")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,18 +48,6 @@ class Strategy(StrEnum):
     FALLBACK = "fallback"
     DEGRADE = "degrade"
     RESTART = "restart"
-
-
-class PtimError(Exception):
-    """Base of errors the CLI turns into one line and an exit code."""
-
-    exit_code = 1
-
-
-class UsageError(PtimError):
-    """Bad flags or config (exit 2)."""
-
-    exit_code = 2
 
 
 class InputError(PtimError):
@@ -87,12 +83,16 @@ class ErrorStats:
         self._logged: set[tuple[str, str]] = set()
 
     def record(
-        self, category: Category, strategy: Strategy, where: str, reason: str, log_it: bool = True
+        self, category: Category | str, strategy: Strategy | str, where: str, reason: str,
+        log_it: bool = True,
     ) -> None:
         """Count one recovery; log it the first time this (where, reason) occurs.
 
-        ``log_it=False`` when the caller already told the user in its own words.
+        ``category`` and ``strategy`` are members or their values (config passes strings);
+        an unknown value raises ValueError. ``log_it=False`` when the caller already told
+        the user in its own words.
         """
+        category, strategy = Category(category), Strategy(strategy)
         ev = RecoveryEvent(time.time(), category.value, strategy.value, where, reason)
         with self._lock:
             self._counts[f"{category.value}.{strategy.value}"] += 1

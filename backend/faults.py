@@ -99,6 +99,11 @@ class FaultyDetector:
     def __getattr__(self, name: str):
         return getattr(self._inner, name)
 
+    @property
+    def inner(self):
+        """The wrapped detector (the second pass's crops are not counted as calls)."""
+        return self._inner
+
     def __setattr__(self, name: str, value) -> None:
         if name.startswith("_"):
             object.__setattr__(self, name, value)
@@ -107,6 +112,16 @@ class FaultyDetector:
 
     def detect(self, image: np.ndarray) -> Detections:
         """The wrapped detector's answer, or the injected fault for this call."""
+        injected = self._inject(image)
+        return self._inner.detect(image) if injected is None else injected
+
+    def detect_regions(self, image: np.ndarray, regions) -> Detections:
+        """Like ``detect``: one call per frame, whatever the number of regions."""
+        injected = self._inject(image)
+        return self._inner.detect_regions(image, regions) if injected is None else injected
+
+    def _inject(self, image: np.ndarray) -> Detections | None:
+        """The fault for this call (raised, slept or returned), or None for a normal one."""
         with self._lock:
             self._calls += 1
             n = self._calls
@@ -120,7 +135,7 @@ class FaultyDetector:
         if n in f.detect_outside:
             h, w = image.shape[:2]
             return Detections([[w + 10, h + 10, w + 50, h + 50]], np.zeros((1, 5, 2)), [0.9])
-        return self._inner.detect(image)
+        return None
 
 
 class FaultySource:

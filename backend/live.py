@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.degrade import FinePassGovernor, effective_cap
 from backend.errors import STATS, Category, ErrorStats, Strategy
 from backend.metrics import Metrics
 from backend.pipeline import DetectionRunner, FrameResult, Pipeline
@@ -257,6 +258,9 @@ class ProcessLoop:
     """Takes the newest captured frame, detects, tracks, masks, and publishes the result.
 
     Until ``set_runner`` provides a detector, every frame is fully obscured.
+    With a ``governor``, each frame's detect time and the capture drops before it decide the
+    schedule's fine-pass period (it slows when the machine cannot keep up, see
+    ``backend.degrade``); ``set_schedule`` swaps the schedule between frames.
     ``on_ready()`` is called (from this thread) when ``out_slot`` goes from empty to full.
     ``release(result)`` must be called by the consumer for each result it takes.
     """
@@ -278,6 +282,16 @@ class ProcessLoop:
         self._last: Captured | None = None
         self.keep_original = False
         self.e2e_at_publish = True  # the app measures at paint time instead
+        self.governor: FinePassGovernor | None = None
+        self.frame_size: tuple[int, int] | None = None  # (w, h) of the last frame processed
+        self._pending_schedule: list = []  # [schedule or None] while a swap waits
+        self._drops_seen = 0
+        self._governed: tuple[int, tuple[int, int]] | None = None  # (id(schedule), size)
+
+    def set_schedule(self, schedule) -> None:
+        """Use ``schedule`` (None: one whole-frame pass) from the next frame on; the
+        governor starts over at its period."""
+        self._pending_schedule = [schedule]
 
     def set_runner(self, runner: DetectionRunner | None) -> None:
         """Use this detection runner from the next frame on (None: fail closed)."""
@@ -306,14 +320,46 @@ class ProcessLoop:
         if runner is None:
             result = self.pipeline.obscured(cap.frame, "detector not loaded yet")
         else:
+            h, w = cap.frame.image.shape[:2]
+            self.frame_size = (w, h)
+            self._swap_schedule(runner)
             t = time.perf_counter()
-            outcome = runner.detect(cap.frame.image)
-            metrics.add_stage("detect", time.perf_counter() - t)
+            # refinement crops around the faces tracked up to the previous frame
+            outcome = runner.detect(cap.frame.image, self.pipeline.tracker.tracks)
+            seconds = time.perf_counter() - t
+            metrics.add_stage("detect", seconds)
+            self._govern(runner, seconds, (w, h))
             result = self.pipeline.process(cap.frame, outcome, cap.captured_at)
         result.captured_at = cap.captured_at
         if self.keep_original:
             result.original = cap.frame.image
         return result
+
+    def _swap_schedule(self, runner: DetectionRunner) -> None:
+        pending, self._pending_schedule = self._pending_schedule, []
+        if pending:
+            runner.schedule = pending[0]
+            self._governed = None
+            if self.governor is not None and pending[0] is not None:
+                self.governor.reset(pending[0].period)
+
+    def _govern(self, runner: DetectionRunner, detect_s: float, size: tuple[int, int]) -> None:
+        """Feed the governor; apply its period to the schedule when it changes."""
+        gov, schedule = self.governor, runner.schedule
+        if gov is None or schedule is None:
+            return
+        if self._governed is None or self._governed != (id(schedule), size):
+            # past this period the plan adds no smaller tiles: slowing further saves nothing
+            gov.set_cap(effective_cap(schedule, *size, gov.limit))
+            self._governed = (id(schedule), size)
+        drops = self.in_slot.overwritten
+        before = gov.period
+        period = gov.observe(detect_s, drops - self._drops_seen)
+        self._drops_seen = drops
+        if period != before:
+            schedule.set_period(period)
+            log.info("fine pass period %d -> %d frames (detect p95 %.1f ms, frame %.1f ms)",
+                     before, period, gov.last_p95_s * 1000, gov.frame_interval_s * 1000)
 
     def publish(self, result: FrameResult) -> None:
         """Send ``result`` to the outputs and the UI slot."""

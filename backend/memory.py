@@ -70,6 +70,12 @@ class MemoryPool:
         self._failures = 0
 
     # -- public API -------------------------------------------------------------------
+    @property
+    def capacity_mb(self) -> float:
+        """The byte budget, in MB (changed by ``resize``)."""
+        with self._lock:
+            return self._capacity / (1024 * 1024)
+
     def acquire(
         self, shape: tuple[int, ...], dtype: np.dtype | type = np.uint8,
         priority: Priority = Priority.NORMAL,

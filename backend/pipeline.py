@@ -2,11 +2,12 @@
 
 ``Pipeline`` owns the stages for one stream and turns each ``Frame`` into a
 ``FrameResult``. Privacy rule: when detection for a frame is missing (the detector
-raised, stalled past its deadline, returned garbage, or is not loaded yet) the whole
-output frame is obscured and counted as fail-closed. It is never passed raw.
+raised, returned garbage, missed the live deadline or hung past the files' hang limit,
+or is not loaded yet) the whole output frame is obscured and counted as fail-closed. It
+is never passed raw.
 
 Threads: ``DetectionRunner`` runs the detector on one worker thread so a stalled model
-cannot stall the caller past the deadline; the caller decides which frames to detect.
+cannot stall the caller past its limit; the caller decides which frames to detect.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,17 +28,51 @@ from backend.metrics import Metrics, StageTimer
 from backend.types import Detections, Frame, Track
 from config.schema import Settings, parse_size
 
+if TYPE_CHECKING:
+    from backend.detect.schedule import DetectionSchedule, SchedulePlan
+
 log = logging.getLogger("ptim.pipeline")
 
 # 448 rather than 480: 17% fewer pixels (448x256 vs 480x288 for 16:9), ~15% faster files,
-# and the same zero leaks on bench/privacy.py
-QUALITY_LONG_SIDE = {"fast": 320, "balanced": 448, "accurate": 640}
+# and the same zero leaks on bench/privacy.py; "auto" is the schedule's coarse pass
+QUALITY_LONG_SIDE = {"auto": 448, "fast": 320, "balanced": 448, "accurate": 640}
 
 
 def detector_size(settings: Settings) -> tuple[tuple[int, int] | None, int]:
     """(explicit input size or None, long side used when auto) for these settings."""
     long_side = QUALITY_LONG_SIDE[settings.quality.model_quality]
     return parse_size(settings.detector.input_size), long_side
+
+
+def schedule_for(settings: Settings) -> DetectionSchedule | None:
+    """The detection schedule these settings ask for, or None for one whole-frame pass
+    (``detector.input_size`` or ``quality.model_quality`` set explicitly)."""
+    from backend.detect.schedule import DetectionSchedule
+
+    if parse_size(settings.detector.input_size) is not None or \
+            settings.quality.model_quality != "auto":
+        return None
+    return DetectionSchedule(settings.detector.min_face_px, QUALITY_LONG_SIDE["auto"],
+                             settings.detector.fine_period)
+
+
+def describe_detection(settings: Settings, width: int | None = None,
+                       height: int | None = None, still: bool = False) -> str:
+    """One line: which scale and schedule run, and why (for ``config show`` and logs)."""
+    schedule = schedule_for(settings)
+    if schedule is None:
+        size, long_side = detector_size(settings)
+        why = (f"detector.input_size {settings.detector.input_size}" if size else
+               f"quality.model_quality {settings.quality.model_quality}")
+        scale = f"{size[0]}x{size[1]}" if size else f"long side {long_side} px"
+        return (f"one whole-frame pass at {scale} ({why}: an explicit override; "
+                f"detector.min_face_px is not applied)")
+    if width is None or height is None:
+        return (f"schedule for faces from {settings.detector.min_face_px:g} px "
+                f"(detector.min_face_px): coarse pass at {schedule.coarse_long_side} px long "
+                f"side every frame, fine tiles over {schedule.period} frames, refinement "
+                f"crops around every track")
+    return schedule.plan(width, height, still).describe()
 
 
 def detect_threshold(settings: Settings) -> float:
@@ -89,42 +125,76 @@ class DetectionOutcome:
 
 
 class DetectionRunner:
-    """Runs ``detector.detect`` on a dedicated thread with a per-call deadline.
+    """Runs ``detector.detect`` on a dedicated thread with a per-call time limit.
 
-    A call that raises, returns non-finite values, or misses its deadline yields
+    Live (``hang_limit_s`` None): a call slower than ``deadline_s`` counts as missing.
+    Files (``hang_limit_s`` set): a slow call is waited for; only one with no answer after
+    ``hang_limit_s`` counts as hung, so slowness alone never costs a frame. A call that
+    raises, returns non-finite values, or runs past its limit yields
     ``DetectionOutcome(None, reason)``; the caller must then fail closed.
     """
 
     def __init__(
         self, detector, deadline_s: float, errors: ErrorStats | None = None,
-        pool: MemoryPool | None = None,
+        pool: MemoryPool | None = None, hang_limit_s: float | None = None,
+        schedule: DetectionSchedule | None = None,
     ) -> None:
         self.detector = detector
+        self.schedule = schedule
         self.deadline_s = deadline_s
+        self.hang_limit_s = hang_limit_s
         self._errors = errors or STATS
         self._pool = pool
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptim-detect")
 
-    def submit(self, image: np.ndarray) -> Future:
-        """Start detection of ``image`` (which must stay unchanged until the result is read)."""
-        return self._executor.submit(self._timed, image)
+    def submit(self, image: np.ndarray, tracks: list[Track] | None = None,
+               lead: float = 1.0, still: bool = False) -> Future:
+        """Start detection of ``image`` (which must stay unchanged until the result is read).
 
-    def _timed(self, image: np.ndarray) -> tuple[Detections, float]:
+        With a schedule, ``tracks`` (as they stand ``lead`` frames before this image) get
+        refinement crops, and ``still`` examines every fine tile at once (an image file).
+        Calls run one at a time, in the order submitted.
+        """
+        return self._executor.submit(self._timed, image, tracks, lead, still)
+
+    def plan(self, width: int, height: int) -> SchedulePlan | None:
+        """The schedule's plan for frames of this size (None without a schedule)."""
+        return None if self.schedule is None else self.schedule.plan(width, height)
+
+    def _detect_once(self, image: np.ndarray, tracks: list[Track] | None, lead: float,
+                     still: bool) -> Detections:
+        if self.schedule is None:
+            return self.detector.detect(image)
+        h, w = image.shape[:2]
+        regions = self.schedule.regions(w, h, tracks, lead, still)
+        return self.detector.detect_regions(image, regions)
+
+    def _timed(self, image: np.ndarray, tracks: list[Track] | None = None, lead: float = 1.0,
+               still: bool = False) -> tuple[Detections, float]:
         t = time.perf_counter()
         try:
-            dets = self.detector.detect(image)
+            dets = self._detect_once(image, tracks, lead, still)
         except MemoryError as exc:
-            dets = self._detect_after_memory_error(image, exc)
+            dets = self._detect_after_memory_error(image, exc, tracks, lead, still)
         return dets, time.perf_counter() - t
 
-    def _detect_after_memory_error(self, image: np.ndarray, exc: MemoryError) -> Detections:
+    def _detect_after_memory_error(self, image: np.ndarray, exc: MemoryError,
+                                   tracks: list[Track] | None = None, lead: float = 1.0,
+                                   still: bool = False) -> Detections:
         """Free pool caches and retry; then shrink the detector input and retry again."""
         self._errors.record(Category.MEMORY, Strategy.RETRY, "detector", f"{exc}; caches freed")
         if self._pool is not None:
             self._pool.free_cache()
         try:
-            return self.detector.detect(image)
+            return self._detect_once(image, tracks, lead, still)
         except MemoryError as exc2:
+            if self.schedule is not None:
+                # the fine pass goes slower first: its tiles shrink as the period grows
+                period = min(60, self.schedule.period * 2)
+                self.schedule.set_period(period)
+                self._errors.record(Category.MEMORY, Strategy.DEGRADE, "detector",
+                                    f"{exc2}; fine pass spread over {period} frames")
+                return self._detect_once(image, tracks, lead, still)
             long_side = getattr(self.detector, "long_side", None)
             if not long_side or long_side <= 256:
                 raise
@@ -136,12 +206,16 @@ class DetectionRunner:
             return self.detector.detect(image)
 
     def result(self, fut: Future, width: int, height: int, started: float) -> DetectionOutcome:
-        """Wait for ``fut`` until ``started + deadline``; validate what it returns."""
-        remaining = max(0.0, started + self.deadline_s - time.perf_counter())
+        """Wait for ``fut`` until ``started`` + the limit; validate what it returns."""
+        hang = self.hang_limit_s
+        limit = self.deadline_s if hang is None else hang
+        remaining = max(0.0, started + limit - time.perf_counter())
         try:
             dets, seconds = fut.result(timeout=remaining)
         except FutureTimeout:
-            reason = f"detector missed its {self.deadline_s * 1000:.0f} ms deadline"
+            reason = (f"detector missed its {self.deadline_s * 1000:.0f} ms deadline"
+                      if hang is None else
+                      f"detector hung: no answer within {hang:g} s (detector.hang_limit_s)")
             self._errors.record(Category.PROCESSING, Strategy.DEGRADE, "detector", reason)
             return DetectionOutcome(None, reason, time.perf_counter() - started)
         except Exception as exc:  # noqa: BLE001 - any detector failure fails the frame closed
@@ -157,11 +231,12 @@ class DetectionRunner:
         # boxes wholly outside the frame are not faces in it; keep the rest
         return DetectionOutcome(dets[dets.is_valid(width, height)], None, seconds)
 
-    def detect(self, image: np.ndarray) -> DetectionOutcome:
-        """Detect synchronously with the deadline."""
+    def detect(self, image: np.ndarray, tracks: list[Track] | None = None,
+               lead: float = 1.0, still: bool = False) -> DetectionOutcome:
+        """Detect synchronously within the limit (deadline, or hang limit when set)."""
         h, w = image.shape[:2]
         started = time.perf_counter()
-        return self.result(self.submit(image), w, h, started)
+        return self.result(self.submit(image, tracks, lead, still), w, h, started)
 
     def close(self) -> None:
         """Stop the worker thread (does not wait for a stalled call)."""

@@ -26,18 +26,25 @@ class Frame:
         return int(self.image.shape[1]), int(self.image.shape[0])
 
 
+ORIGIN_DETECTED = 0  # found by the coarse or the fine pass
+ORIGIN_REFINED = 1  # found in a refinement crop around a known track
+
+
 @dataclass(slots=True)
 class Detections:
     """Faces found in one image, as a struct of arrays (supervision style).
 
     ``xyxy`` (n, 4) float32 boxes, ``landmarks`` (n, 5, 2) float32 points
-    (eyes, nose, mouth corners), ``confidence`` (n,) float32 in [0, 1].
+    (eyes, nose, mouth corners), ``confidence`` (n,) float32 in [0, 1], ``origin`` (n,)
+    int8: which pass found each face (``ORIGIN_DETECTED`` for the coarse and fine passes,
+    ``ORIGIN_REFINED`` for a refinement crop around a known track).
     Index with a boolean mask or an index array to filter: ``d[d.confidence > 0.5]``.
     """
 
     xyxy: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     landmarks: np.ndarray = field(default_factory=lambda: np.zeros((0, 5, 2), np.float32))
     confidence: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    origin: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -49,6 +56,10 @@ class Detections:
             lm = np.repeat(centre[:, None, :], 5, axis=1)
         self.landmarks = lm.reshape(n, 5, 2)
         self.confidence = np.asarray(self.confidence, dtype=np.float32).reshape(n)
+        if self.origin is None:
+            self.origin = np.full(n, ORIGIN_DETECTED, np.int8)
+        else:
+            self.origin = np.asarray(self.origin, dtype=np.int8).reshape(n)
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -56,12 +67,26 @@ class Detections:
     def __getitem__(self, key: np.ndarray | slice | int) -> Detections:
         if isinstance(key, int):
             key = slice(key, key + 1)
-        return Detections(self.xyxy[key], self.landmarks[key], self.confidence[key])
+        return Detections(self.xyxy[key], self.landmarks[key], self.confidence[key],
+                          self.origin[key])
 
     @classmethod
     def empty(cls) -> Detections:
         """No faces."""
         return cls()
+
+    @classmethod
+    def concat(cls, parts: list[Detections]) -> Detections:
+        """All rows of ``parts``, in order."""
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return cls()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(np.concatenate([p.xyxy for p in parts]),
+                   np.concatenate([p.landmarks for p in parts]),
+                   np.concatenate([p.confidence for p in parts]),
+                   np.concatenate([p.origin for p in parts]))
 
     def is_valid(self, width: int, height: int) -> np.ndarray:
         """Boolean mask of rows with finite, non-degenerate boxes that overlap the frame."""
@@ -97,6 +122,7 @@ class Track:
     frames_since_seen: int = 0  # 0 when detected in the current frame
     hits: int = 1  # frames in which it was detected
     exempt: bool = False  # shown unmasked: only ever set by an explicit user action
+    origin: int = ORIGIN_DETECTED  # the pass that found its latest detection
 
     @property
     def held_over(self) -> bool:

@@ -32,7 +32,7 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -42,7 +42,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from backend.errors import STATS, Category, ErrorStats, Strategy, UsageError
+from config.errors import ConfigError, RecoveryLog
 from config.paths import user_config_path
 from config.schema import Settings
 
@@ -75,17 +75,6 @@ _FILE_HEADER = (
 
 Listener = Callable[[Settings, "str | None"], None]
 """``callback(settings, error)``: error is None, or the problem lines of a rejected reload."""
-
-
-class ConfigError(UsageError):
-    """Invalid settings (exit 2): one line per problem, naming source, key, value, allowed."""
-
-    category = Category.CONFIG
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        """Keep ``problems`` (duplicates dropped) and join them as the message."""
-        self.problems: list[str] = list(dict.fromkeys(problems))
-        super().__init__("\n".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -553,7 +542,7 @@ class ConfigManager:
         *,
         config_file: str | Path | None = None,
         override_labels: Mapping[str, str] | None = None,
-        stats: ErrorStats | None = None,
+        stats: RecoveryLog | None = None,
         tolerate_bad_file: bool = False,
     ) -> None:
         """Load the settings now; raises ConfigError if the file, env or flags are invalid.
@@ -562,10 +551,11 @@ class ConfigManager:
         defaults). ``env`` is read once, here. With ``tolerate_bad_file`` (the desktop app)
         an invalid file does not raise: the manager starts from defaults < env < flags,
         ``last_error`` says why, the file is not overwritten by saves, and fixing the file
-        applies it on the next reload. Invalid env or flags always raise.
+        applies it on the next reload. Invalid env or flags always raise. A rejected
+        reload is counted in ``stats`` (``backend.errors.ErrorStats`` or alike) when given.
         """
         self._path = Path(config_file) if config_file is not None else user_config_path(data_dir)
-        self._stats = STATS if stats is None else stats
+        self._stats = stats
         env_layer, env_problems = _env_layer(env)
         flag_layer, flag_problems = _flag_layer(overrides, override_labels)
         data, read_problem = _read_bytes(self._path, required=False)
@@ -716,8 +706,9 @@ class ConfigManager:
             except ConfigError as exc:
                 self._disk_invalid = True
                 self.last_error = str(exc)
-                self._stats.record(Category.CONFIG, Strategy.FALLBACK, "config reload",
-                                   exc.problems[0] if exc.problems else "invalid")
+                if self._stats is not None:
+                    self._stats.record("config", "fallback", "config reload",
+                                       exc.problems[0] if exc.problems else "invalid")
                 self._notify(self._loaded.settings, self.last_error)
                 return
             self._disk_invalid = False

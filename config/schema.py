@@ -66,8 +66,22 @@ class DetectorSettings(_Section):
     )
     input_size: str = Field(
         "auto", title="Detector size",
-        description="Detector input WIDTHxHEIGHT, or 'auto' (frame scaled so its long side "
-        "is 448 px (quality.model_quality), aspect kept, padded to multiples of 32).",
+        description="Detector input WIDTHxHEIGHT: an explicit override that turns the "
+        "detection schedule off (one pass over the whole frame at that size); 'auto' lets "
+        "min_face_px decide.",
+    )
+    min_face_px: float = Field(
+        12.0, ge=4.0, le=400.0, title="Smallest face (px)",
+        description="The smallest face, in source pixels, that must be masked. The "
+        "detector scale follows from it: a coarse pass over each whole frame, a fine pass at "
+        "this scale in tiles spread over fine_period frames, and refinement crops around "
+        "every tracked face. Smaller protects smaller faces and costs more.",
+    )
+    fine_period: int = Field(
+        6, ge=1, le=60, title="Fine pass period (frames)",
+        description="Video: the fine pass covers the frame once every this many frames, "
+        "one tile a frame (a new small face is first seen within this many frames; files "
+        "then mask the frames before it). Higher is faster.",
     )
     provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", title="Provider",
@@ -81,7 +95,14 @@ class DetectorSettings(_Section):
     )
     deadline_ms: float = Field(
         1000.0, ge=10, le=60000, title="Deadline (ms)",
-        description="A detection slower than this counts as missing: the frame fails closed.",
+        description="The live deadline (camera, desktop app): a detection slower than this "
+        "counts as missing and the frame fails closed. Files wait for slow detections "
+        "(detector.hang_limit_s).",
+    )
+    hang_limit_s: float = Field(
+        60.0, ge=1, le=3600, title="Hang limit (s)",
+        description="Files only (process): a slow detection is waited for; one with no "
+        "answer after this many seconds counts as hung and its frame fails closed.",
     )
 
     @field_validator("input_size")
@@ -210,10 +231,12 @@ class PerformanceSettings(_Section):
 class QualitySettings(_Section):
     """Quality presets."""
 
-    model_quality: Literal["fast", "balanced", "accurate"] = Field(
-        "balanced", title="Model quality",
-        description="Detector size used when detector.input_size is auto: fast = 320 px, "
-        "balanced = 448 px, accurate = 640 px long side.",
+    model_quality: Literal["auto", "fast", "balanced", "accurate"] = Field(
+        "auto", title="Model quality",
+        description="auto: the detection schedule that detector.min_face_px asks for "
+        "(coarse pass at 448 px long side, fine tiles, refinement crops). fast = 320 px, "
+        "balanced = 448 px, accurate = 640 px long side: an explicit override, one pass "
+        "over the whole frame, no fine pass.",
     )
 
 

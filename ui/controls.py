@@ -46,9 +46,11 @@ VIDEO_FILTER = (
 )
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.webp);;All files (*)"
 
-# (section, group title, fields) in display order; only these fields get a control.
+# (section, group title, fields) in display order; only these fields get a control. A
+# dotted field ("quality.model_quality") belongs to another section but reads best here.
 SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("detector", "Detector", ("threshold", "input_size")),
+    ("detector", "Detector", ("min_face_px", "fine_period", "quality.model_quality",
+                              "threshold", "input_size")),
     ("tracker", "Tracking", ("hold_frames", "smoothing")),
     (
         "mask",
@@ -67,6 +69,14 @@ _MASK_TYPE_FIELDS = {
     "mask.image_path": "image",
     "mask.color": "solid",
 }
+
+# Spin boxes whose schema range would give a step that is useless to a person.
+_SPIN_STEP = {"detector.min_face_px": (1.0, 0)}
+_SUFFIX = {"detector.min_face_px": " px", "detector.fine_period": " frames"}
+# Detector fields that only apply while the schedule runs (model quality auto, size auto).
+_SCHEDULE_FIELDS = ("detector.min_face_px", "detector.fine_period")
+_SCHEDULE_OFF_TIP = ("Not applied: quality.model_quality or detector.input_size is set "
+                     "explicitly (one whole-frame pass). Set both to auto to use it.")
 
 _INVALID_STYLE = "border: 1px solid #d03030;"
 
@@ -177,6 +187,7 @@ class ControlPanel(QWidget):
             with QSignalBlocker(binding.widget):
                 binding.set_value(value)
         self._update_mask_rows(settings.mask.type)
+        self._update_schedule_rows()
 
     def control(self, key: str) -> QWidget:
         """The control bound to a dotted settings key (for tests and focus handling)."""
@@ -315,9 +326,10 @@ class ControlPanel(QWidget):
             "mask.image_path": self._make_image_path,
             "mask.color": self._make_color_button,
         }
-        for name in fields:
-            key = f"{section}.{name}"
-            field = section_field(section, name)
+        for entry in fields:
+            key = entry if "." in entry else f"{section}.{entry}"
+            field_section, name = key.split(".", 1)
+            field = section_field(field_section, name)
             make = custom.get(key, self._make_control)
             binding = make(key, field)
             tooltip = field.description or ""
@@ -355,6 +367,7 @@ class ControlPanel(QWidget):
             spin = QSpinBox()
             spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None
                           else 2**31 - 1)
+            spin.setSuffix(_SUFFIX.get(key, ""))
             spin.valueChanged.connect(lambda v, k=key: self._emit_later(k, int(v)))
             return _Binding(key, spin, spin, lambda v, s=spin: s.setValue(int(v)), spin.value)
         if ann is float:
@@ -362,8 +375,9 @@ class ControlPanel(QWidget):
             lo_f = float(lo) if lo is not None else -1e9
             hi_f = float(hi) if hi is not None else 1e9
             dspin = QDoubleSpinBox()
-            step, decimals = _float_step(lo_f, hi_f)
+            step, decimals = _SPIN_STEP.get(key) or _float_step(lo_f, hi_f)
             dspin.setDecimals(decimals)
+            dspin.setSuffix(_SUFFIX.get(key, ""))
             dspin.setRange(lo_f, hi_f)
             dspin.setSingleStep(step)
             dspin.valueChanged.connect(lambda v, k=key: self._emit_later(k, float(v)))
@@ -442,6 +456,8 @@ class ControlPanel(QWidget):
         changes, self._pending = self._pending, {}
         if "mask.type" in changes:
             self._update_mask_rows(str(changes["mask.type"]))
+        if "quality.model_quality" in changes or "detector.input_size" in changes:
+            self._update_schedule_rows()
         self.settings_changed.emit(changes)
 
     def flush(self) -> None:
@@ -454,6 +470,20 @@ class ControlPanel(QWidget):
             binding = self._bindings.get(key)
             if binding is not None:
                 binding.row.setEnabled(mask_type == wanted)
+
+    def _update_schedule_rows(self) -> None:
+        """Enable min face and fine period only while they apply (both overrides auto)."""
+        quality = self._bindings.get("quality.model_quality")
+        size = self._bindings.get("detector.input_size")
+        on = (quality is None or quality.get_value() == "auto") and (
+            size is None or str(size.get_value()).strip().lower() in ("", "auto"))
+        for key in _SCHEDULE_FIELDS:
+            binding = self._bindings.get(key)
+            if binding is None:
+                continue
+            binding.row.setEnabled(on)
+            field = section_field(*key.split(".", 1))
+            binding.widget.setToolTip((field.description or "") if on else _SCHEDULE_OFF_TIP)
 
     # -- slots ---------------------------------------------------------------------------
     def _on_text_committed(self, key: str, edit: QLineEdit) -> None:

@@ -137,6 +137,13 @@ class DashboardWidget(QWidget):
         self._recoveries_label.setWordWrap(True)
         self._recoveries_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self._recoveries_label)
+        self._degrade_label = QLabel()
+        self._degrade_label.setStyleSheet(f"color: {_WARN}; font-weight: bold;")
+        self._degrade_label.setToolTip(
+            "When the machine cannot keep up, the fine pass (small faces) is spread over more "
+            "frames first; the coarse pass (every frame, whole frame) never slows.")
+        self._degrade_label.setVisible(False)
+        layout.addWidget(self._degrade_label)
         self._graphics = pg.GraphicsLayoutWidget()
         self._graphics.setMinimumHeight(260)
         layout.addWidget(self._graphics, 1)
@@ -154,6 +161,7 @@ class DashboardWidget(QWidget):
             ("dropped", "Live frames skipped because a newer one arrived (cumulative)"),
             ("fail_closed", "Frames fully obscured because detection was missing (cumulative)"),
             ("rss", "Resident memory of the process"),
+            ("faces", "Smallest face masked reliably and the fine pass's period"),
         ):
             label = QLabel("-")
             label.setToolTip(tip)
@@ -302,6 +310,23 @@ class DashboardWidget(QWidget):
         self._latest = snapshot
         self._dirty = True
 
+    def set_protection(self, protected_px: float, fine_period: int, override: str = "",
+                       note: str = "") -> None:
+        """Show the smallest face protected and the fine pass's period (0: none), why no
+        schedule runs (``override``) and how it degraded (``note``, "" when it did not)."""
+        if fine_period:
+            fine = f"fine pass every <b>{fine_period}</b> frames"
+        else:
+            fine = f"no fine pass ({override})" if override else "no fine pass needed"
+        self.header["faces"].setText(f"faces from <b>{protected_px:.0f} px</b>, {fine}")
+        self._degrade_label.setText(note)
+        self._degrade_label.setVisible(bool(note))
+
+    @property
+    def degrade_text(self) -> str:
+        """What the dashboard says about degradation ("" when none)."""
+        return self._degrade_label.text() if self._degrade_label.isVisibleTo(self) else ""
+
     def set_memory_limits(self, warning_mb: float, critical_mb: float) -> None:
         """Move the RSS warning and critical lines (the curve turns orange / red above)."""
         self._warning_mb = float(warning_mb)
@@ -332,8 +357,9 @@ class DashboardWidget(QWidget):
         self._latest = None
         for curve in self.curves.values():
             curve.setData([], [])
-        for label in self.header.values():
-            label.setText("-")
+        for key, label in self.header.items():
+            if key != "faces":  # the schedule is state, not history: it stays
+                label.setText("-")
         self._recoveries_label.setText("Recoveries: none")
         self._dirty = False
 

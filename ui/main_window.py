@@ -168,6 +168,7 @@ class MainWindow(QMainWindow):
         self._dashboard_sized = False
         self._pending_metrics: deque[MetricsSnapshot] = deque(maxlen=1201)
         self._memory_limits = (400.0, 800.0)
+        self._protection: tuple[float, int, str, str] | None = None
         self._running = False
         self._fullscreen_restore: dict[str, bool] | None = None
         self._close_cancelled = False
@@ -290,6 +291,7 @@ class MainWindow(QMainWindow):
         bar.addWidget(self._message_label, 1)
         self._source_label = QLabel("No source")
         self._detector_label = QLabel("Loading detector...")
+        self._protection_label = QLabel("Faces from -- px")
         self._fps_label = QLabel("-- fps")
         self._fail_closed_label = QLabel("Fail-closed: 0")
         fps_width = self._fps_label.fontMetrics().horizontalAdvance("000.0 fps")
@@ -299,8 +301,8 @@ class MainWindow(QMainWindow):
         self._fps_label.setToolTip("Frames shown per second")
         self._fail_closed_label.setToolTip(
             "Frames fully obscured because face detection was missing for them")
-        for label in (self._source_label, self._detector_label, self._fps_label,
-                      self._fail_closed_label):
+        for label in (self._source_label, self._detector_label, self._protection_label,
+                      self._fps_label, self._fail_closed_label):
             label.setContentsMargins(8, 0, 8, 0)
             bar.addPermanentWidget(label)
         self._message_timer = QTimer(self)
@@ -383,6 +385,37 @@ class MainWindow(QMainWindow):
         self._fail_closed_label.setText(f"Fail-closed: {count}")
         self._fail_closed_label.setStyleSheet("color: #c05000;" if count else "")
 
+    def set_protection(self, protected_px: float, fine_period: int, override: str = "",
+                       note: str = "") -> None:
+        """The smallest face protected now and the fine pass's period, in the status bar
+        and the dashboard.
+
+        ``fine_period`` 0 means no fine pass; ``override`` says why no schedule runs (""
+        when one does); ``note`` says how the schedule degraded ("" when it did not).
+        """
+        state = (float(protected_px), int(fine_period), override, note)
+        if state == self._protection:
+            return
+        self._protection = state
+        if fine_period:
+            fine = f"fine pass {fine_period} frames" + (" (busy)" if note else "")
+        else:
+            fine = "no fine pass" + (" (override)" if override else "")
+        self._protection_label.setText(f"Faces from {protected_px:.0f} px \u00b7 {fine}")
+        tip = ("Smallest face masked reliably (source pixels); the fine pass sees the whole "
+               f"frame at that scale once every {fine_period} frame(s)") if fine_period else (
+            "Smallest face masked reliably (source pixels)"
+            + (f"; {override}: one whole-frame pass" if override else ""))
+        self._protection_label.setToolTip(f"{tip}\n{note}" if note else tip)
+        self._protection_label.setStyleSheet("color: #c05000;" if note else "")
+        if self._dashboard is not None:
+            self._dashboard.set_protection(*state)
+
+    @property
+    def protection_text(self) -> str:
+        """The status bar's protection text, e.g. "Faces from 12 px · fine pass 6 frames"."""
+        return self._protection_label.text()
+
     def show_status(self, text: str, error: bool = False) -> None:
         """A message in the status bar: errors in red and kept, others fade after 8 s."""
         self._message_label.setText(text)
@@ -451,6 +484,8 @@ class MainWindow(QMainWindow):
 
         dashboard = DashboardWidget()
         dashboard.set_memory_limits(*self._memory_limits)
+        if self._protection is not None:
+            dashboard.set_protection(*self._protection)
         dashboard.reset_requested.connect(self.reset_stats_requested)
         dashboard.free_caches_requested.connect(self.free_caches_requested)
         while self._pending_metrics:

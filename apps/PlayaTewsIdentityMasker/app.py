@@ -15,6 +15,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, Qt, QTimer, pyqtSignal
 
 from apps.PlayaTewsIdentityMasker.workers import DetectorLoader, LoopThread
+from backend.degrade import FinePassGovernor, Protection, protection
 from backend.errors import STATS, PtimError
 from backend.live import CaptureLoop, LatestSlot, ProcessLoop, RecorderWorker
 from backend.metrics import Metrics
@@ -25,11 +26,16 @@ from backend.pipeline import (
     detect_threshold,
     detector_size,
     make_pool,
+    schedule_for,
 )
 from config.manager import ConfigManager
 from config.schema import Settings
 
 log = logging.getLogger("ptim.app")
+
+# Settings that change which regions the detector sees: a new schedule between frames.
+SCHEDULE_KEYS = (("detector", "min_face_px"), ("detector", "fine_period"),
+                 ("detector", "input_size"), ("quality", "model_quality"))
 
 VIRTUAL_CAMERA_HELP = (
     "No virtual camera device found (Linux: install v4l2loopback and run "
@@ -61,7 +67,7 @@ class MaskerApp(QObject):
 
         self.data_dir = data_dir
         # a broken user YAML must not stop the app: defaults run and the status bar says why
-        self.config = ConfigManager(data_dir, tolerate_bad_file=True)
+        self.config = ConfigManager(data_dir, tolerate_bad_file=True, stats=STATS)
         settings = self.config.settings
         self.pool = make_pool(settings.performance.gpu_memory_pool_size_mb)
         self.metrics = Metrics(pool=self.pool, errors=STATS)
@@ -71,6 +77,9 @@ class MaskerApp(QObject):
         self.process_loop = ProcessLoop(self.pipeline, self.capture_slot, self.out_slot,
                                         on_ready=self.frame_ready.emit)
         self.process_loop.e2e_at_publish = False  # measured at paint time instead
+        self.governor = FinePassGovernor(settings.detector.fine_period,
+                                         1 / settings.performance.target_fps)
+        self.process_loop.governor = self.governor
         self.window = window or MainWindow()
         self.source = None
         self.source_spec = source_spec
@@ -156,8 +165,10 @@ class MaskerApp(QObject):
 
     def _on_detector_loaded(self, detector) -> None:
         self.detector = detector
-        self._runner = DetectionRunner(detector, self.config.settings.detector.deadline_ms / 1000,
-                                       pool=self.pool)
+        settings = self.config.settings
+        self._runner = DetectionRunner(detector, settings.detector.deadline_ms / 1000,
+                                       pool=self.pool, schedule=schedule_for(settings))
+        self.governor.reset(settings.detector.fine_period)
         self.process_loop.set_runner(self._runner)
         provider = getattr(detector, "provider", "cpu").upper()
         precision = getattr(detector, "precision", "fp32")
@@ -218,6 +229,7 @@ class MaskerApp(QObject):
             self._set_virtual_camera(True)
         self._running = True
         self.window.set_running(True)
+        self._update_frame_interval()
         w, h = src.size
         self.window.set_source_label(f"{src.name} {w}x{h}")
         return True
@@ -304,6 +316,11 @@ class MaskerApp(QObject):
             self.detector.set_input_size(size)
         if self._runner is not None:
             self._runner.deadline_s = new.detector.deadline_ms / 1000
+            if any(getattr(getattr(new, sec), key) != getattr(getattr(old, sec), key)
+                   for sec, key in SCHEDULE_KEYS):
+                self.process_loop.set_schedule(schedule_for(new))
+        if new.performance.target_fps != old.performance.target_fps:
+            self._update_frame_interval(new)
         self.window.set_memory_limits(new.performance.memory_warning_mb,
                                       new.performance.memory_critical_mb)
         self.pool.resize(new.performance.gpu_memory_pool_size_mb)
@@ -434,12 +451,40 @@ class MaskerApp(QObject):
     def _on_virtual_camera_toggled(self, on: bool) -> None:
         self._on_controls_changed({"ui.virtual_camera": bool(on)})
 
+    def _update_frame_interval(self, settings: Settings | None = None) -> None:
+        """The frame interval the governor holds detection to: the target fps, or the
+        source's own rate when it is slower (a 15 fps camera leaves 66 ms a frame)."""
+        fps = (settings or self.config.settings).performance.target_fps
+        src_fps = (getattr(self.source, "fps", 0) or 0) if self.source is not None else 0
+        if 0 < src_fps < fps:
+            fps = src_fps
+        self.governor.frame_interval_s = 1 / fps
+
+    def current_protection(self) -> Protection | None:
+        """What the schedule running now protects (None until a frame size is known)."""
+        size = self.process_loop.frame_size or (self.source.size if self.source else None)
+        if not size:
+            return None
+        s = self.pipeline.settings
+        runner = self._runner
+        schedule = runner.schedule if runner is not None else schedule_for(s)
+        size_override, long_side = detector_size(s)
+        why = (f"detector.input_size {s.detector.input_size}" if size_override else
+               f"model quality {s.quality.model_quality}")
+        return protection(schedule, size[0], size[1], input_size=size_override,
+                          long_side=long_side, override=why,
+                          governor=self.governor if runner is not None else None)
+
     # -- dashboard ------------------------------------------------------------------------
     def _on_stats_timer(self) -> None:
         dash_visible = self.window.dashboard_visible()
         snap = self.metrics.snapshot(with_process=dash_visible)
         self.window.set_fps(snap.output_fps)
         self.window.set_fail_closed(snap.fail_closed_frames)
+        prot = self.current_protection()
+        if prot is not None:
+            self.window.set_protection(prot.protected_px, prot.fine_period, prot.override,
+                                       prot.note)
         if dash_visible:
             self.window.dashboard.push(snap)
 

@@ -45,6 +45,9 @@ def setup_logging(data_dir: Path, verbose: bool) -> None:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(fmt)
         root.addHandler(console)
+    from backend.avlog import route_libav_logs
+
+    route_libav_logs(root.handlers)  # FFmpeg's lines: the log files (console only if verbose)
 
 
 def run_app(args) -> int:

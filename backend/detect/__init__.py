@@ -5,6 +5,8 @@ Public names: :class:`CenterFaceDetector` (frame in, ``Detections`` out),
 :class:`ModelError` (an unusable model file) and :func:`default_model_path`.
 """
 
+from backend.detect import quantize as _quantize
+from backend.detect import session as _session
 from backend.detect.centerface import CenterFaceDetector
 from backend.detect.session import (
     ModelError,
@@ -13,6 +15,9 @@ from backend.detect.session import (
     default_model_path,
     prepare_model,
 )
+
+# quantize needs the detector, which needs session: session gets the int8 recipe from here
+_session.use_int8_recipe(_quantize.recipe_validated, _quantize.int8_bytes)
 
 __all__ = [
     "CenterFaceDetector",

@@ -9,7 +9,9 @@ image with ``swapRB=False``, scale 1, mean 0), NCHW, with height and width multi
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +23,10 @@ from backend.detect.session import (
     resolve_model_path,
 )
 from backend.memory import MemoryPool, Priority
-from backend.types import Detections
+from backend.types import ORIGIN_REFINED, Detections
+
+if TYPE_CHECKING:
+    from backend.detect.schedule import Region
 
 _ALIGN = 32  # the network downsamples 5 times
 _MAX_CANDIDATES = 2000  # bounds NMS cost when a very low threshold lights up the heatmap
@@ -175,7 +180,10 @@ class CenterFaceDetector:
         self._pool = pool
         self._cache: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
         self._lock = threading.Lock()
-        self._info: SessionInfo = create_session(self._model_path, provider, threads, precision)
+        # the pool's budget (performance.gpu_memory_pool_size_mb) also caps the CUDA arena
+        limit = pool.capacity_mb if pool is not None else None
+        self._info: SessionInfo = create_session(self._model_path, provider, threads, precision,
+                                                 gpu_mem_limit_mb=limit)
 
     # -- configuration ----------------------------------------------------------------
     @property
@@ -256,7 +264,45 @@ class CenterFaceDetector:
         """
         img = self._check_image(image_bgr)
         h, w = img.shape[:2]
-        sw, sh, pw, ph = self._geometry(w, h)
+        sw, sh, _, _ = self._geometry(w, h)
+        return self._detect_array(img, sw, sh)
+
+    def detect_regions(self, image_bgr: np.ndarray, regions: Sequence[Region]) -> Detections:
+        """Faces in the given regions of one frame, merged into one box per face.
+
+        Each :class:`~backend.detect.schedule.Region` is cropped from the frame, scaled by
+        its ``scale`` and detected on its own; boxes come back in the frame's pixels with
+        ``origin`` ``ORIGIN_REFINED`` for refinement crops. Overlapping boxes from
+        neighbouring regions are merged (``merge_detections``). Same errors as ``detect``.
+        """
+        from backend.detect.schedule import merge_detections
+
+        img = self._check_image(image_bgr)
+        h, w = img.shape[:2]
+        parts: list[Detections] = []
+        for r in regions:
+            x0, y0 = max(0, int(r.x0)), max(0, int(r.y0))
+            x1, y1 = min(w, int(r.x1)), min(h, int(r.y1))
+            if x1 - x0 < 1 or y1 - y0 < 1:
+                continue
+            sw = max(1, round((x1 - x0) * r.scale))
+            sh = max(1, round((y1 - y0) * r.scale))
+            d = self._detect_array(img[y0:y1, x0:x1], sw, sh)
+            if not len(d):
+                continue
+            d.xyxy[:, 0::2] += x0
+            d.xyxy[:, 1::2] += y0
+            d.landmarks[:, :, 0] += x0
+            d.landmarks[:, :, 1] += y0
+            if r.kind == "refine":
+                d.origin[:] = ORIGIN_REFINED
+            parts.append(d)
+        return merge_detections(Detections.concat(parts), iou=self.nms_iou)
+
+    def _detect_array(self, img: np.ndarray, sw: int, sh: int) -> Detections:
+        """Faces in ``img`` (checked) seen scaled to ``sw`` x ``sh``, in ``img``'s pixels."""
+        h, w = img.shape[:2]
+        pw, ph = -(-sw // _ALIGN) * _ALIGN, -(-sh // _ALIGN) * _ALIGN
         with self._lock:
             held: list[np.ndarray] = []
             try:
@@ -336,9 +382,12 @@ class CenterFaceDetector:
             self._pool.release(buf)
 
     def _run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """The network's outputs for ``tensor``, through I/O binding into buffers reused by
+        the next run (pooled when the detector has a pool): decode them before running
+        again. A CUDA failure switches to a CPU session and runs the tensor there."""
         info = self._info
         try:
-            return info.session.run(None, {info.input_name: tensor})
+            return info.run_bound(tensor, self._pool)
         except ort_errors() as exc:
             if info.provider != "cuda":
                 raise
@@ -347,4 +396,4 @@ class CenterFaceDetector:
             cpu = create_session(self._model_path, "cpu", self._threads, self._precision)
             cpu.note = note
             self._info = cpu
-            return cpu.session.run(None, {cpu.input_name: tensor})
+            return cpu.run_bound(tensor, self._pool)

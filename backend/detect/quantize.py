@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.detect.session import ModelError, _load_proto, _one_line
+
 log = logging.getLogger("ptim.detect")
 
 RECIPE = "qdq-u8-s8-per-channel-minmax-keep5-v2"
@@ -239,8 +241,6 @@ def quantize(fp32: bytes, out: Path) -> None:
                 nodes_to_exclude=keep,
             )
     except Exception as exc:  # noqa: BLE001 - any failure of the toolchain is one line
-        from backend.detect.session import _one_line
-
         raise QuantizeError(f"{type(exc).__name__}: {_one_line(exc, 200)}") from exc
 
 
@@ -350,3 +350,23 @@ def int8_model_file(fp32: bytes, source: Path, cache_dir: Path | None = None) ->
             yield built
             return
     yield target
+
+
+def int8_bytes(fp32: bytes, path: Path) -> bytes:
+    """The int8 model derived from ``fp32`` (cached), parsed and checked like any model file.
+
+    ``path`` is the fp32 model's file (the check runs it). A cached file that fails the
+    parse is deleted and derived again once. Raises ModelError (one line).
+    """
+    for attempt in (1, 2):
+        try:
+            with int8_model_file(fp32, path) as qpath:
+                try:
+                    return _load_proto(qpath).SerializeToString()
+                except ModelError:
+                    if attempt == 2:
+                        raise
+                    qpath.unlink(missing_ok=True)  # damaged cache file: derive it again
+        except QuantizeError as exc:
+            raise ModelError(f"cannot derive the int8 model from {path}: {exc}") from exc
+    raise AssertionError("unreachable")

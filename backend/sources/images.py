@@ -12,14 +12,11 @@ import cv2
 import numpy as np
 
 from backend.errors import InputError
+from backend.formats import IMAGE_EXTENSIONS
 from backend.sources.base import MAX_SIDE, Source
 from backend.types import Frame
 
 log = logging.getLogger("ptim.sources")
-
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-)
 
 # ANYDEPTH|ANYCOLOR keeps 16-bit and grayscale (normalised below) and, unlike
 # IMREAD_UNCHANGED, applies the EXIF orientation of phone photos; alpha is dropped.

@@ -12,6 +12,7 @@ import av
 import numpy as np
 
 from backend.errors import InputError
+from backend.sources import isobmff
 from backend.sources.base import MAX_SIDE, Source
 from backend.types import Frame
 
@@ -20,6 +21,24 @@ log = logging.getLogger("ptim.sources")
 # Consecutive undecodable packets tolerated before the stream is ended: one damaged
 # packet costs a few frames, a damaged tail ends the file instead of spinning on it.
 _MAX_CONSECUTIVE_ERRORS = 8
+
+
+MISSING_INDEX = (
+    "its index (the moov atom) is missing: the file was cut off while being written (a "
+    "recording stopped before it finished); tools such as untrunc can rebuild it from a "
+    "complete file recorded by the same camera"
+)
+"""Why an MP4/MOV with media but no index cannot be opened, in the user's words."""
+
+
+def _refused(path: Path, exc: BaseException) -> str:
+    """The cause of FFmpeg refusing to open ``path``, named when it is a known damage."""
+    found = isobmff.layout(path)
+    if found is not None and found.missing_index:
+        return MISSING_INDEX
+    if isinstance(exc, av.error.InvalidDataError):
+        return "not a video file, or a damaged one"
+    return f"cannot open ({_cause(exc)})"
 
 
 def _cause(exc: BaseException) -> str:
@@ -80,13 +99,15 @@ class VideoFileSource(Source):
             raise
         except PermissionError:
             raise InputError(f"{p}: permission denied") from None
-        except av.error.InvalidDataError:
-            raise InputError(f"{p}: not a video file, or a damaged one") from None
+        except av.error.InvalidDataError as exc:
+            raise InputError(f"{p}: {_refused(p, exc)}") from None
         except av.error.EOFError:
             # e.g. a Matroska file cut after its header: streams declared, no frame stored
             raise InputError(f"{p}: no video frames (the file ends before its first frame)") \
                 from None
-        except (av.FFmpegError, OSError) as exc:
+        except av.FFmpegError as exc:
+            raise InputError(f"{p}: {_refused(p, exc)}") from None
+        except OSError as exc:
             raise InputError(f"{p}: cannot open ({_cause(exc)})") from None
         self._container = container
         try:
@@ -100,6 +121,11 @@ class VideoFileSource(Source):
         if not container.streams.video:
             raise InputError(f"{p}: no video stream (audio-only or data file)")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # PyAV makes none when FFmpeg has no decoder
+            tag = isobmff.video_fourcc(p)
+            named = f" '{tag}'" if tag else ""
+            raise InputError(f"{p}: unsupported video codec{named} (this FFmpeg build has no "
+                             "decoder for it)")
         # Slice threads only: with frame threads FFmpeg drops the frames still in flight
         # when a later packet fails to decode, so a truncated file would lose complete
         # frames before the cut. Decoding is not the bottleneck (detection and encoding are).
@@ -125,7 +151,10 @@ class VideoFileSource(Source):
         self._frames = self._decode(container, stream)
         self._pending = next(self._frames, None)
         if self._pending is None:
-            raise InputError(f"{p}: no decodable video frames")
+            found = isobmff.layout(p)
+            cut = (": the file is cut off before its first complete frame"
+                   if found is not None and found.truncated else "")
+            raise InputError(f"{p}: no decodable video frames{cut}")
         self._rotation = int(round((self._pending.rotation or 0) / 90.0)) % 4
         w, h = self._pending.width, self._pending.height
         if self._rotation % 2:

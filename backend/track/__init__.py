@@ -1,10 +1,11 @@
 """Tracking: turns per-frame detections into face tracks with stable ids.
 
 Public names: ``Tracker`` (update / predict / reset / set_exempt / track_at) and
-``LookBack`` (files only: masks a newly confirmed face in the frames before it).
+``SecondPass`` (files only: completes each track backward through a window of buffered
+frames, re-detecting in crops, and interpolates across its gaps).
 """
 
-from backend.track.lookback import LookBack
+from backend.track.second_pass import Added, SecondPass
 from backend.track.tracker import Tracker
 
-__all__ = ["LookBack", "Tracker"]
+__all__ = ["Added", "SecondPass", "Tracker"]

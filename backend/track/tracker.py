@@ -58,6 +58,7 @@ class _State:
     frames_since_seen: int = 0
     hits: int = 1
     exempt: bool = False
+    origin: int = 0
 
     def predicted_core(self) -> np.ndarray:
         """Where the face itself is expected now (last detection moved along velocity)."""
@@ -73,6 +74,7 @@ class _State:
             frames_since_seen=self.frames_since_seen,
             hits=self.hits,
             exempt=self.exempt,
+            origin=self.origin,
         )
 
 
@@ -240,7 +242,7 @@ class Tracker:
                     continue
                 held = _grown_box(s, st.growth_per_frame) if score < self.new_track_threshold \
                     else None
-                self._absorb(s, boxes[di], score)
+                self._absorb(s, boxes[di], score, int(dets.origin[di]))
                 if held is not None:  # a weak detection may be a fragment: never mask less
                     s.box = union_box(s.box, held)  # than hold-over would (shown stays as is)
             matched_tracks = {ti for ti, _ in pairs} - set(weak)
@@ -257,13 +259,14 @@ class Tracker:
                 # weak detections may only continue a track (a blurred face keeps its
                 # mask); starting one takes a confident detection, so noise stays unmasked
                 if di not in matched_dets and dets.confidence[di] >= self.new_track_threshold:
-                    kept.append(self._new_state(boxes[di], float(dets.confidence[di])))
+                    kept.append(self._new_state(boxes[di], float(dets.confidence[di]),
+                                                int(dets.origin[di])))
             kept.sort(key=lambda s: s.track_id)
             self._states = kept
             return [s.snapshot() for s in self._states]
 
     # -- internals ----------------------------------------------------------------------
-    def _new_state(self, box: np.ndarray, score: float) -> _State:
+    def _new_state(self, box: np.ndarray, score: float, origin: int = 0) -> _State:
         state = _State(
             track_id=self._next_id,
             raw=box.copy(),
@@ -272,6 +275,7 @@ class Tracker:
             velocity=np.zeros(4),
             box=box.copy(),
             score=score,
+            origin=origin,
         )
         self._next_id += 1
         return state
@@ -318,8 +322,8 @@ class Tracker:
             pairs.append((t, d))
         return pairs, iou
 
-    def _absorb(self, s: _State, box: np.ndarray, score: float) -> None:
-        """Update a matched track with its detection ``box``."""
+    def _absorb(self, s: _State, box: np.ndarray, score: float, origin: int = 0) -> None:
+        """Update a matched track with its detection ``box`` (found by pass ``origin``)."""
         a = self._settings.smoothing
         k = s.frames_since_seen  # frames since the previous detection, >= 1
         delta = (box - s.raw) / k
@@ -337,5 +341,6 @@ class Tracker:
         s.raw = box.copy()
         s.box = s.shown.copy()
         s.score = score
+        s.origin = origin
         s.hits += 1
         s.frames_since_seen = 0

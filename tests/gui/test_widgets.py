@@ -14,6 +14,7 @@ from backend.memory import PoolStats
 from backend.metrics import STAGES, MetricsSnapshot, StageStats
 from backend.types import Track
 from config.schema import MaskSettings, Settings, TrackerSettings
+from tests.timing import WAIT_MS, budget
 from ui.controls import ControlPanel, field_bounds, section_field
 from ui.main_window import MainWindow, ShortcutsDialog
 from ui.preview import EXEMPT_LABEL, PreviewWidget, fit_rect
@@ -60,7 +61,7 @@ def preview(qtbot) -> PreviewWidget:
     qtbot.addWidget(widget)
     widget.resize(400, 300)
     widget.show()
-    qtbot.waitExposed(widget)
+    qtbot.waitExposed(widget, timeout=WAIT_MS)
     return widget
 
 
@@ -101,7 +102,7 @@ def test_preview_original_not_kept_when_not_shown(preview: PreviewWidget) -> Non
 )
 def test_preview_click_maps_to_frame(qtbot, preview: PreviewWidget, pos, expected) -> None:
     preview.show_frame(_red_blue_frame())
-    with qtbot.waitSignal(preview.frame_clicked, timeout=1000) as blocker:
+    with qtbot.waitSignal(preview.frame_clicked, timeout=WAIT_MS) as blocker:
         qtbot.mouseClick(preview, Qt.MouseButton.LeftButton, pos=QPoint(*pos))
     assert blocker.args == pytest.approx(list(expected), abs=0.6)
 
@@ -118,7 +119,7 @@ def test_preview_click_side_by_side_maps_masked_pane(qtbot, preview: PreviewWidg
     preview.show_frame(_red_blue_frame(), _red_blue_frame())
     masked = preview._layout()[2]
     centre = masked.center()
-    with qtbot.waitSignal(preview.frame_clicked, timeout=1000) as blocker:
+    with qtbot.waitSignal(preview.frame_clicked, timeout=WAIT_MS) as blocker:
         qtbot.mouseClick(preview, Qt.MouseButton.LeftButton,
                          pos=QPoint(round(centre.x()), round(centre.y())))
     assert blocker.args == pytest.approx([100.0, 50.0], abs=1.5)
@@ -129,7 +130,7 @@ def test_preview_click_side_by_side_maps_masked_pane(qtbot, preview: PreviewWidg
 
 
 def test_preview_painted_signal_and_time(qtbot, preview: PreviewWidget) -> None:
-    with qtbot.waitSignal(preview.painted, timeout=2000) as blocker:
+    with qtbot.waitSignal(preview.painted, timeout=WAIT_MS) as blocker:
         preview.show_frame(_red_blue_frame(), tag=1234.5)
     assert blocker.args == [1234.5]
     assert preview.last_painted_frame_time is not None
@@ -211,7 +212,7 @@ def test_panel_set_settings_does_not_emit(qtbot, panel: ControlPanel) -> None:
 def test_panel_spinbox_emits_debounced(qtbot, panel: ControlPanel) -> None:
     panel.set_settings(Settings())
     spin = panel.control("tracker.hold_frames")
-    with qtbot.waitSignal(panel.settings_changed, timeout=1000) as blocker:
+    with qtbot.waitSignal(panel.settings_changed, timeout=WAIT_MS) as blocker:
         spin.setValue(12)
         spin.setValue(13)  # within the debounce window: one emission, last value
     assert blocker.args == [{"tracker.hold_frames": 13}]
@@ -219,21 +220,21 @@ def test_panel_spinbox_emits_debounced(qtbot, panel: ControlPanel) -> None:
 
 def test_panel_double_spinbox_emits(qtbot, panel: ControlPanel) -> None:
     spin = panel.control("detector.threshold")
-    with qtbot.waitSignal(panel.settings_changed, timeout=1000) as blocker:
+    with qtbot.waitSignal(panel.settings_changed, timeout=WAIT_MS) as blocker:
         spin.setValue(0.55)
     assert blocker.args[0] == {"detector.threshold": pytest.approx(0.55)}
 
 
 def test_panel_combo_and_checkbox_emit_at_once(qtbot, panel: ControlPanel) -> None:
     combo = panel.control("mask.type")
-    with qtbot.waitSignal(panel.settings_changed, timeout=50) as blocker:
-        combo.setCurrentIndex(combo.findData("solid"))
-    assert blocker.args == [{"mask.type": "solid"}]
+    got: list[dict] = []
+    panel.settings_changed.connect(got.append)
+    combo.setCurrentIndex(combo.findData("solid"))
+    assert got == [{"mask.type": "solid"}]  # at once: no event loop ran in between
     assert panel._bindings["mask.color"].row.isEnabled()
     assert not panel._bindings["mask.pixel_blocks"].row.isEnabled()
-    with qtbot.waitSignal(panel.settings_changed, timeout=50) as blocker:
-        panel.control("output.keep_audio").setChecked(True)
-    assert blocker.args == [{"output.keep_audio": True}]
+    panel.control("output.keep_audio").setChecked(True)
+    assert got[1:] == [{"output.keep_audio": True}]
 
 
 def test_panel_input_size_combo(qtbot, panel: ControlPanel) -> None:
@@ -241,7 +242,7 @@ def test_panel_input_size_combo(qtbot, panel: ControlPanel) -> None:
     assert [combo.itemText(i) for i in range(combo.count())] == [
         "auto", "320x192", "480x288", "640x384", "960x544"]
     assert combo.isEditable()
-    with qtbot.waitSignal(panel.settings_changed, timeout=500) as blocker:
+    with qtbot.waitSignal(panel.settings_changed, timeout=WAIT_MS) as blocker:
         combo.lineEdit().setText("800x448")
         combo.lineEdit().editingFinished.emit()
     assert blocker.args == [{"detector.input_size": "800x448"}]
@@ -253,7 +254,8 @@ def test_panel_input_size_combo(qtbot, panel: ControlPanel) -> None:
 
 @pytest.mark.parametrize(
     "key",
-    ["detector.threshold", "tracker.hold_frames", "tracker.smoothing", "mask.scale",
+    ["detector.min_face_px", "detector.fine_period", "detector.threshold",
+     "tracker.hold_frames", "tracker.smoothing", "mask.scale",
      "mask.pixel_blocks", "mask.blur_strength", "mask.feather", "performance.memory_warning_mb",
      "performance.memory_critical_mb"],
 )
@@ -270,6 +272,7 @@ def test_panel_ranges_match_schema(panel: ControlPanel, key: str) -> None:
 
 def test_panel_covers_listed_keys(panel: ControlPanel) -> None:
     assert set(panel.keys()) == {
+        "detector.min_face_px", "detector.fine_period", "quality.model_quality",
         "detector.threshold", "detector.input_size", "tracker.hold_frames",
         "tracker.smoothing", "mask.type", "mask.shape", "mask.scale", "mask.pixel_blocks",
         "mask.blur_strength", "mask.feather", "mask.image_path", "mask.color",
@@ -277,17 +280,47 @@ def test_panel_covers_listed_keys(panel: ControlPanel) -> None:
     }
 
 
+def test_panel_schedule_controls(qtbot, panel: ControlPanel) -> None:
+    face = panel.control("detector.min_face_px")
+    assert isinstance(face, QDoubleSpinBox)
+    assert face.value() == 12 and face.singleStep() == 1 and face.suffix() == " px"
+    period = panel.control("detector.fine_period")
+    assert isinstance(period, QSpinBox) and period.value() == 6
+    assert period.suffix() == " frames"
+    quality = panel.control("quality.model_quality")
+    assert [quality.itemText(i) for i in range(quality.count())] == [
+        "auto", "fast", "balanced", "accurate"]
+    assert quality.currentText() == "auto"
+    with qtbot.waitSignal(panel.settings_changed, timeout=WAIT_MS) as blocker:
+        face.setValue(20)
+    assert blocker.args == [{"detector.min_face_px": 20.0}]
+
+
+def test_panel_schedule_rows_disabled_under_an_override(qtbot, panel: ControlPanel) -> None:
+    face = panel.control("detector.min_face_px")
+    assert face.isEnabled()
+    with qtbot.waitSignal(panel.settings_changed, timeout=WAIT_MS):
+        panel.control("quality.model_quality").setCurrentText("balanced")
+    assert not face.isEnabled() and "Not applied" in face.toolTip()
+    panel.set_settings(Settings())
+    assert face.isEnabled()
+    s = Settings()
+    panel.set_settings(s.model_copy(update={"detector": s.detector.model_copy(
+        update={"input_size": "640x384"})}))
+    assert not panel.control("detector.fine_period").isEnabled()
+
+
 def test_panel_sources_and_outputs(qtbot, panel: ControlPanel) -> None:
     panel.set_sources([("camera:0", "Camera 0 - Integrated (1280x720)"), ("demo", "Demo clip")])
     assert panel.source_combo.count() == 2
-    with qtbot.waitSignal(panel.source_requested, timeout=500) as blocker:
+    with qtbot.waitSignal(panel.source_requested, timeout=WAIT_MS) as blocker:
         panel.source_combo.activated.emit(1)
     assert blocker.args == ["demo"]
     panel.set_current_source("/videos/clip.mp4")
     assert panel.current_source() == "/videos/clip.mp4"
     assert panel.source_combo.currentText() == "clip.mp4"
 
-    with qtbot.waitSignal(panel.record_toggled, timeout=500) as blocker:
+    with qtbot.waitSignal(panel.record_toggled, timeout=WAIT_MS) as blocker:
         qtbot.mouseClick(panel.record_button, Qt.MouseButton.LeftButton)
     assert blocker.args == [True]
     panel.set_recording(True, 65.2)
@@ -296,7 +329,7 @@ def test_panel_sources_and_outputs(qtbot, panel: ControlPanel) -> None:
         panel.set_recording(False)
     assert panel.record_button.text() == "Record" and not panel.record_button.isChecked()
 
-    with qtbot.waitSignal(panel.virtual_camera_toggled, timeout=500) as blocker:
+    with qtbot.waitSignal(panel.virtual_camera_toggled, timeout=WAIT_MS) as blocker:
         panel.virtual_camera_check.click()  # as a user click: emits clicked
     assert blocker.args == [True]
     with qtbot.assertNotEmitted(panel.virtual_camera_toggled):
@@ -341,7 +374,7 @@ def test_dashboard_ring_buffer_keeps_history_window(dashboard) -> None:
 def test_dashboard_timer_only_while_visible(qtbot, dashboard) -> None:
     assert not dashboard.timer_active
     dashboard.show()
-    qtbot.waitExposed(dashboard)
+    qtbot.waitExposed(dashboard, timeout=WAIT_MS)
     assert dashboard.timer_active
     dashboard.hide()
     assert not dashboard.timer_active
@@ -363,12 +396,26 @@ def test_dashboard_gpu_plot_and_buttons(qtbot, dashboard) -> None:
     dashboard.push(_snapshot(0, gpu=128.0))
     dashboard.redraw()
     assert dashboard.gpu_plot_shown
-    with qtbot.waitSignal(dashboard.free_caches_requested, timeout=500):
+    with qtbot.waitSignal(dashboard.free_caches_requested, timeout=WAIT_MS):
         _button(dashboard, "Free caches").click()
-    with qtbot.waitSignal(dashboard.reset_requested, timeout=500):
+    with qtbot.waitSignal(dashboard.reset_requested, timeout=WAIT_MS):
         _button(dashboard, "Reset stats").click()
     y = dashboard.curves["cpu"].yData
     assert y is None or len(y) == 0  # reset clears the history
+
+
+def test_dashboard_shows_protection_and_degradation(dashboard) -> None:
+    dashboard.set_protection(12.0, 6)
+    assert "12 px" in dashboard.header["faces"].text()
+    assert "<b>6</b> frames" in dashboard.header["faces"].text()
+    assert dashboard.degrade_text == ""
+    dashboard.set_protection(12.0, 9, note="fine pass slowed to 9 frames (machine busy)")
+    assert dashboard.degrade_text == "fine pass slowed to 9 frames (machine busy)"
+    dashboard.clear()  # reset stats keeps the schedule's state
+    assert "12 px" in dashboard.header["faces"].text()
+    dashboard.set_protection(34.3, 0, override="model quality balanced")
+    assert "34 px" in dashboard.header["faces"].text()
+    assert "balanced" in dashboard.header["faces"].text() and dashboard.degrade_text == ""
 
 
 def _button(widget, text: str):
@@ -383,9 +430,9 @@ def window(qtbot) -> MainWindow:
     win = MainWindow()
     qtbot.addWidget(win)
     win.show()
-    qtbot.waitExposed(win)
+    qtbot.waitExposed(win, timeout=WAIT_MS)
     win.activateWindow()
-    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=2000)
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is win, timeout=WAIT_MS)
     return win
 
 
@@ -396,7 +443,7 @@ def test_window_builds_fast_without_pyqtgraph(qtbot) -> None:
     win = MainWindow()
     elapsed = time.perf_counter() - start
     qtbot.addWidget(win)
-    assert elapsed < 0.3
+    assert elapsed < budget(0.3)
     assert win.windowTitle() == "PlayaTews Identity Masker"
     assert win.dashboard is None and win.dashboard_dock.isHidden()
 
@@ -476,12 +523,12 @@ def test_window_f1_lists_every_shortcut(qtbot, window: MainWindow) -> None:
 def test_window_space_with_spinbox_focus(qtbot, window: MainWindow) -> None:
     spin = window.controls.control("tracker.hold_frames")
     spin.setFocus()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is spin, timeout=1000)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is spin, timeout=WAIT_MS)
     before = spin.value()
-    with qtbot.waitSignal(window.start_stop_requested, timeout=500):
+    with qtbot.waitSignal(window.start_stop_requested, timeout=WAIT_MS):
         qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
     assert spin.value() == before
-    with qtbot.waitSignal(window.record_requested, timeout=500):  # letters pass too
+    with qtbot.waitSignal(window.record_requested, timeout=WAIT_MS):  # letters pass too
         qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_R)
     with qtbot.assertNotEmitted(window.start_stop_requested):  # digits still type
         qtbot.keyClicks(QApplication.focusWidget(), "5")
@@ -491,9 +538,9 @@ def test_window_space_with_spinbox_focus(qtbot, window: MainWindow) -> None:
 def test_window_space_with_other_controls_focused(qtbot, window: MainWindow, key: str) -> None:
     control = window.controls.control(key)
     control.setFocus()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=1000)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not None, timeout=WAIT_MS)
     checked = getattr(control, "isChecked", lambda: None)()
-    with qtbot.waitSignal(window.start_stop_requested, timeout=500):
+    with qtbot.waitSignal(window.start_stop_requested, timeout=WAIT_MS):
         qtbot.keyClick(QApplication.focusWidget(), Qt.Key.Key_Space)
     assert getattr(control, "isChecked", lambda: None)() == checked
 
@@ -502,7 +549,7 @@ def test_window_space_types_in_free_text(qtbot, window: MainWindow) -> None:
     window.controls.set_settings(Settings(mask=MaskSettings(type="image")))
     edit = window.controls.control("mask.image_path")
     edit.setFocus()
-    qtbot.waitUntil(lambda: QApplication.focusWidget() is edit, timeout=1000)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is edit, timeout=WAIT_MS)
     with qtbot.assertNotEmitted(window.start_stop_requested):
         qtbot.keyClicks(edit, "a b")
     assert edit.text() == "a b"
@@ -510,11 +557,11 @@ def test_window_space_types_in_free_text(qtbot, window: MainWindow) -> None:
 
 def test_window_single_key_actions(qtbot, window: MainWindow) -> None:
     window.preview.setFocus()
-    with qtbot.waitSignal(window.record_requested, timeout=500):
+    with qtbot.waitSignal(window.record_requested, timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_R)
-    with qtbot.waitSignal(window.mask_cycle_requested, timeout=500):
+    with qtbot.waitSignal(window.mask_cycle_requested, timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_M)
-    with qtbot.waitSignal(window.settings_changed, timeout=500) as blocker:
+    with qtbot.waitSignal(window.settings_changed, timeout=WAIT_MS) as blocker:
         qtbot.keyClick(window, Qt.Key.Key_O)
     assert blocker.args == [{"ui.show_original": True}]
     assert window.preview.show_original
@@ -544,35 +591,47 @@ def test_window_state_setters(qtbot, window: MainWindow) -> None:
     assert "d02020" in window._message_label.styleSheet()
     window.set_sources([("camera:0", "Camera 0"), ("camera:1", "Camera 1"), ("demo", "Demo")])
     assert [a.text() for a in window.camera_menu.actions()] == ["Camera 0", "Camera 1"]
-    with qtbot.waitSignal(window.source_requested, timeout=500) as blocker:
+    with qtbot.waitSignal(window.source_requested, timeout=WAIT_MS) as blocker:
         window.camera_menu.actions()[1].trigger()
     assert blocker.args == ["camera:1"]
-    with qtbot.waitSignal(window.source_requested, timeout=500) as blocker:
+    with qtbot.waitSignal(window.source_requested, timeout=WAIT_MS) as blocker:
         window.menu_actions["demo"].trigger()
     assert blocker.args == ["demo"]
 
 
 def test_window_reexposes_child_signals(qtbot, window: MainWindow) -> None:
     window.preview.show_frame(_red_blue_frame())
-    with qtbot.waitSignal(window.frame_clicked, timeout=500):
+    with qtbot.waitSignal(window.frame_clicked, timeout=WAIT_MS):
         qtbot.mouseClick(window.preview, Qt.MouseButton.LeftButton,
                          pos=window.preview.rect().center())
-    with qtbot.waitSignal(window.settings_changed, timeout=500):
+    with qtbot.waitSignal(window.settings_changed, timeout=WAIT_MS):
         window.controls.control("mask.shape").setCurrentIndex(1)
     window.set_dashboard_visible(True)
-    with qtbot.waitSignal(window.free_caches_requested, timeout=500):
+    with qtbot.waitSignal(window.free_caches_requested, timeout=WAIT_MS):
         _button(window.dashboard, "Free caches").click()
 
 
 def test_window_close_emits_quit_and_can_be_cancelled(qtbot, window: MainWindow) -> None:
     window.quit_requested.connect(window.cancel_close)
-    with qtbot.waitSignal(window.quit_requested, timeout=500):
+    with qtbot.waitSignal(window.quit_requested, timeout=WAIT_MS):
         window.close()
     assert window.isVisible()
     window.quit_requested.disconnect(window.cancel_close)
-    with qtbot.waitSignal(window.quit_requested, timeout=500):
+    with qtbot.waitSignal(window.quit_requested, timeout=WAIT_MS):
         qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
     assert not window.isVisible()
+
+
+def test_window_status_bar_shows_protection(qtbot, window: MainWindow) -> None:
+    window.set_protection(12.0, 6)
+    assert window.protection_text == "Faces from 12 px \u00b7 fine pass 6 frames"
+    window.set_protection(12.0, 9, note="fine pass slowed to 9 frames (machine busy)")
+    assert window.protection_text.endswith("fine pass 9 frames (busy)")
+    window.set_dashboard_visible(True)  # built later: gets the state it missed
+    assert window.dashboard.degrade_text.startswith("fine pass slowed to 9")
+    window.set_protection(34.3, 0, override="model quality balanced")
+    assert window.protection_text == "Faces from 34 px \u00b7 no fine pass (override)"
+    assert window.dashboard.degrade_text == ""
 
 
 def test_window_set_settings_updates_view(qtbot, window: MainWindow) -> None:

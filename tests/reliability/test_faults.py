@@ -9,6 +9,7 @@ code, no partial output, inputs untouched.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from tests.reliability.conftest import (
     snapshot,
     temp_leftovers,
 )
+from tests.timing import WAIT_S, budget
 
 N = 30  # frames of the shared clip
 
@@ -45,13 +47,14 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()]
 
 
-def _run_with_faults(tmp_path: Path, clip: Path, cfg: Path, faults: str, *extra: str):
+def _run_with_faults(tmp_path: Path, clip: Path, cfg: Path, faults: str, *extra: str,
+                     env: dict | None = None):
     src = tmp_path / "clip.mp4"
     shutil.copy(clip, src)
     before = sha(src)
     out, boxes = tmp_path / "out.mp4", tmp_path / "boxes.jsonl"
     r = run_ptim("process", str(src), "-o", str(out), "--config", str(cfg), "--boxes",
-                 str(boxes), *extra, cwd=tmp_path, env={"PTIM_FAULTS": faults})
+                 str(boxes), *extra, cwd=tmp_path, env={"PTIM_FAULTS": faults, **(env or {})})
     assert sha(src) == before
     assert temp_leftovers(tmp_path) == []
     return r, out, boxes
@@ -59,12 +62,15 @@ def _run_with_faults(tmp_path: Path, clip: Path, cfg: Path, faults: str, *extra:
 
 # -- detector faults ---------------------------------------------------------------------
 
+HANG_LIMIT_S = 2  # the hang limit of the stall case (the default is 60 s)
+
+
 @pytest.mark.parametrize(
     ("faults", "closed", "reason"),
     [
         ("detect.raise=3,5", {2, 4}, "injected detector failure"),
-        # a 1.2 s stall with a 250 ms deadline: frame 6 and those queued behind it
-        ("detect.stall=7:1.2", "from 6", "missed its 250 ms deadline"),
+        # call 7 hangs 4x the hang limit: frame 6 and those queued behind the hang
+        ("detect.stall=7:8", "from 6", f"detector hung: no answer within {HANG_LIMIT_S} s"),
         ("detect.nan=9", {8}, "non-finite"),
         ("detect.outside=11", set(), None),
         ("detect.raise=2;detect.nan=4;detect.outside=6", {1, 3}, "non-finite"),
@@ -74,14 +80,17 @@ def _run_with_faults(tmp_path: Path, clip: Path, cfg: Path, faults: str, *extra:
 def test_detector_fault_fails_closed_counts_and_continues(
     tmp_path, clip, scene, solid_config, faults, closed, reason
 ):
-    r, out, boxes = _run_with_faults(tmp_path, clip, solid_config, faults)
+    r, out, boxes = _run_with_faults(
+        tmp_path, clip, solid_config, faults,
+        env={"PTIM_DETECTOR__HANG_LIMIT_S": str(HANG_LIMIT_S)})
     assert r.returncode == 0, r.stderr
     assert error_lines(r.stderr) == [] and "Traceback" not in r.stderr
     lines = _jsonl(boxes)
     assert [x["index"] for x in lines] == list(range(N))  # every frame, in order
     got = {x["index"] for x in lines if x["fail_closed"]}
     if closed == "from 6":
-        assert got and min(got) == 6 and got == set(range(6, 6 + len(got))) and len(got) <= 6
+        # one contiguous run from the hung call, and detection works again before the end
+        assert got and min(got) == 6 and got == set(range(6, 6 + len(got))) and max(got) < N - 1
     else:
         assert got == closed
     assert f"{N} frames" in r.stdout and f"{len(got)} fail-closed" in r.stdout  # counted
@@ -96,6 +105,23 @@ def test_detector_fault_fails_closed_counts_and_continues(
         k = int(faults.split("detect.outside=")[1]) - 1
         # the box outside the frame is dropped; the real faces stay masked by hold-over
         assert lines[k]["tracks"] and all(t["state"] == "held" for t in lines[k]["tracks"])
+
+
+def test_slow_detection_in_a_file_is_waited_for_not_failed_closed(
+    tmp_path, clip, scene, solid_config
+):
+    # calls 1 and 7 take 1.5 s: 6x solid_config's 250 ms live deadline, far under the
+    # default 60 s hang limit
+    r, out, boxes = _run_with_faults(tmp_path, clip, solid_config, "detect.stall=1:1.5,7:1.5")
+    assert r.returncode == 0, r.stderr
+    assert error_lines(r.stderr) == [] and "deadline" not in r.stderr
+    lines = _jsonl(boxes)
+    assert [x["index"] for x in lines] == list(range(N))
+    assert [x["index"] for x in lines if x["fail_closed"]] == []
+    assert f"{N} frames" in r.stdout and "0 fail-closed" in r.stdout
+    assert lines[0]["tracks"] and lines[6]["tracks"]  # the slow frames have their faces
+    frames, ts = decode_video(out)
+    assert len(frames) == N and leaked_frames(frames, ts, scene) == []
 
 
 # -- CUDA ------------------------------------------------------------------------------
@@ -118,16 +144,29 @@ class _CudaDiesAt:
     def __init__(self, inner, k: int) -> None:
         self.inner, self.k, self.calls = inner, k, 0
 
-    def run(self, *args, **kwargs):
+    def _count(self) -> None:
         from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
         self.calls += 1
         if self.calls >= self.k:
             raise Fail("CUDA failure 999: unspecified launch failure ; GPU=0 ; hostname=x")
+
+    def run(self, *args, **kwargs):
+        self._count()
         return self.inner.run(*args, **kwargs)
+
+    def run_with_iobinding(self, *args, **kwargs):  # the detector's steady-state path
+        self._count()
+        return self.inner.run_with_iobinding(*args, **kwargs)
+
+    def io_binding(self):
+        return self.inner.io_binding()
 
     def get_inputs(self):
         return self.inner.get_inputs()
+
+    def get_outputs(self):
+        return self.inner.get_outputs()
 
 
 def test_cuda_failing_mid_run_falls_back_and_the_file_is_complete(tmp_path, clip, scene):
@@ -206,7 +245,7 @@ def test_camera_fails_repeatedly_then_recovers_with_backoff_and_nothing_raw(scen
     src.__enter__()
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline and not (capture.restarts >= 6 and shown[0] >= 25):
         time.sleep(0.05)
     stop.set()
@@ -344,17 +383,15 @@ def test_config_rewritten_50_times_a_second_for_10_s_last_valid_wins(tmp_path, s
     proc.keep_original = True
     proc.set_runner(runner)
     stop = threading.Event()
-    per_second: dict[int, int] = {}
+    shown_at: list[float] = []
     raw: list[int] = []
-    t_start = time.monotonic()
 
     def consume() -> None:
         while not stop.is_set():
             res = out_slot.wait_take(0.05)
             if res is None:
                 continue
-            sec = int(time.monotonic() - t_start)
-            per_second[sec] = per_second.get(sec, 0) + 1
+            shown_at.append(time.monotonic())
             if frame_is_raw(res.frame.image, res.original,
                             list(demo.ground_truth(res.frame.index))):
                 raw.append(res.frame.index)
@@ -383,7 +420,7 @@ def test_config_rewritten_50_times_a_second_for_10_s_last_valid_wins(tmp_path, s
     try:
         writes = 0
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 10.0:
+        while writes < 500:  # 10 s at 50 a second (longer when the machine lags behind)
             n = writes
             text = bad[n % len(bad)] if n % 4 == 3 else valid()
             if n % 2:  # editors either rewrite in place or save beside and rename
@@ -404,10 +441,15 @@ def test_config_rewritten_50_times_a_second_for_10_s_last_valid_wins(tmp_path, s
                     "detector.threshold": s.detector.threshold,
                     "tracker.hold_frames": s.tracker.hold_frames}
 
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and current(mgr.settings) != want:
+        t_end = time.monotonic()
+        deadline = t_end + WAIT_S
+        while time.monotonic() < deadline and not (
+                current(mgr.settings) == want == current(pipe.settings)
+                and detector.threshold == 0.33):
             time.sleep(0.05)
-        time.sleep(0.3)  # frames after the last change
+        n = len(shown_at)
+        while time.monotonic() < deadline and len(shown_at) < n + 3:  # frames after it
+            time.sleep(0.05)
     finally:
         mgr.stop_watching()
         stop.set()
@@ -415,12 +457,14 @@ def test_config_rewritten_50_times_a_second_for_10_s_last_valid_wins(tmp_path, s
             t.join(5)
         runner.close()
         threading.excepthook = old_hook
-    assert writes >= 450  # ~50 a second were really written
     assert current(mgr.settings) == want and mgr.last_error is None
     assert current(pipe.settings) == want and detector.threshold == 0.33  # applied too
     assert crashes == [] and not any(t.is_alive() for t in threads)
     assert raw == []
-    assert all(per_second.get(s, 0) > 0 for s in range(10)), per_second  # never stalled
+    # never stalled: a frame at least every live deadline (1 s) plus a scaled second
+    times = [t0, *(t for t in shown_at if t0 <= t <= t_end), t_end]
+    gap = max(b - a for a, b in itertools.pairwise(times))
+    assert gap < 1.0 + budget(1.0), gap
     assert stats.counts().get("config.fallback", 0) > 0  # bad versions were seen, rejected
 
 
@@ -466,10 +510,10 @@ def test_interrupt_stops_within_a_second_and_leaves_nothing(tmp_path, long_clip,
         time.sleep(0.3)
     t0 = time.time()
     p.send_signal(sig)
-    _, err = p.communicate(timeout=10)
+    _, err = p.communicate(timeout=WAIT_S)
     took = time.time() - t0
     assert p.returncode == 130, err
-    assert took < 1.0, took
+    assert took < budget(1.0), took
     assert error_lines(err) == ["ptim: error: interrupted; no partial output was left"], err
     assert "Traceback" not in err
     assert snapshot(tmp_path) == before and temp_leftovers(tmp_path) == []

@@ -165,14 +165,39 @@ def test_pool_buffers_are_reused(astronaut) -> None:
     pool = MemoryPool(capacity_mb=64)
     det = CenterFaceDetector(provider="cpu", pool=pool)
     det.detect(frame)
+    assert pool.stats().allocations == 2  # the resized image and the input tensor
+    assert pool.stats().in_use_mb == 0
+    det.detect(frame)  # from the second run at a size on, outputs are bound to pooled buffers
     first = pool.stats()
-    assert first.allocations == 2  # the resized image and the input tensor
+    assert first.allocations == 2 + 4  # and the four outputs
+    pw, ph = det.input_shape_for(1280, 720)
+    outputs_mb = (1 + 2 + 2 + 10) * (pw // 4) * (ph // 4) * 4 / 2**20
     for _ in range(9):
         assert len(det.detect(frame)) == 1
     after = pool.stats()
     assert after.allocations == first.allocations
-    assert after.reuses == first.reuses + 18
-    assert after.in_use_mb == 0  # everything handed back after each run
+    assert after.reuses == first.reuses + 9 * 6
+    # image and tensor go back after each run; the outputs when the next run starts
+    assert after.in_use_mb == pytest.approx(outputs_mb)
+
+
+def test_bound_outputs_equal_a_plain_run(astronaut) -> None:
+    image, _ = astronaut
+    pool = MemoryPool(capacity_mb=64)
+    for precision in ("fp32", "int8"):
+        info = create_session(None, "cpu", precision=precision)
+        tensors = []
+        for w, h in ((512, 512), (320, 192)):
+            resized = cv2.resize(image, (w, h))
+            tensors.append(np.ascontiguousarray(
+                resized[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32))
+        for tensor in tensors * 3:  # sizes alternate, as tiles and crops do
+            plain = info.session.run(None, {info.input_name: tensor})
+            bound = info.run_bound(tensor, pool)
+            assert [b.shape for b in bound] == [p.shape for p in plain]
+            assert all(np.array_equal(b, p) for b, p in zip(bound, plain, strict=True))
+            assert plain[0].max() > 0.5  # the astronaut's face lights the heatmap
+    assert pool.stats().allocations == 2 * 4  # one set of outputs per size, then reused
 
 
 def test_grey_and_bgra_inputs(detector, astronaut) -> None:

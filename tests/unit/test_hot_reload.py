@@ -13,8 +13,7 @@ import pytest
 
 from backend.errors import ErrorStats
 from config import ConfigError, ConfigManager, Settings, load_settings, user_config_path
-
-WAIT_S = 2.0  # the reload lands within ~0.3 s; this bound only absorbs a loaded machine
+from tests.timing import WAIT_S, budget
 
 
 class Recorder:
@@ -44,7 +43,7 @@ class Recorder:
 def no_leaked_threads() -> Iterator[None]:
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 2.0
+    deadline = time.monotonic() + WAIT_S
     while set(threading.enumerate()) - before and time.monotonic() < deadline:
         time.sleep(0.02)
     assert set(threading.enumerate()) - before == set()
@@ -56,8 +55,7 @@ def watched(tmp_path: Path, no_leaked_threads: None) -> Iterator[tuple[ConfigMan
     mgr = ConfigManager(tmp_path, env={}, stats=ErrorStats())
     rec = Recorder()
     mgr.subscribe(rec)
-    mgr.start_watching()
-    time.sleep(0.4)  # let the start-up check settle before counting notifications
+    mgr.start_watching()  # its start-up check finds the file unchanged: it notifies nobody
     rec.calls.clear()
     try:
         yield mgr, rec
@@ -92,7 +90,7 @@ def test_edit_is_applied_within_a_second(
     seen = rec.expect(lambda s, e: s.mask.type == "solid")
     writer(mgr.config_file, "mask:\n  type: solid\n  scale: 2.0\n")
     assert seen.wait(WAIT_S)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < budget(1.0)
     assert mgr.settings.mask.type == "solid" and mgr.settings.mask.scale == 2.0
     assert mgr.last_error is None
     assert mgr.sources["mask.scale"] == str(mgr.config_file)
@@ -162,9 +160,8 @@ def test_stress_rewrites_then_final_value_wins(
     mgr, rec = watched
     caplog.set_level(logging.ERROR, logger="ptim")
     path = mgr.config_file
-    end = time.monotonic() + 2.0
     i = 0
-    while time.monotonic() < end:
+    while i < 100:  # about 2 s of an edit every 20 ms
         if i % 2:
             text = "mask:\n  scale: 9.0\n" if i % 4 == 1 else "mask:\n  scale: [\n"
         else:
@@ -176,11 +173,10 @@ def test_stress_rewrites_then_final_value_wins(
     start = time.monotonic()
     write_by_rename(path, "mask:\n  type: image\n  scale: 2.75\n")
     assert done.wait(WAIT_S)
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < budget(1.0)
     assert mgr.settings == load_settings(path, env={}).settings
     assert mgr.last_error is None
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
-    assert i >= 50
 
 
 def test_stop_watching_joins_its_threads(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from backend.detect import ModelError, SessionInfo, create_session, default_model_path
-from backend.detect.session import prepare_model
+from backend.detect.session import nvidia_driver_present, prepare_model
 from backend.errors import STATS, UsageError
 
 CUDA_LISTED = "CUDAExecutionProvider" in ort.get_available_providers()
@@ -186,27 +186,86 @@ def test_gpu_request_ends_where_the_session_really_runs(
         assert "CUDAExecutionProvider" in real and info.note == ""
     else:
         assert real == ["CPUExecutionProvider"]
-        if CUDA_LISTED or provider == "cuda":
+        if nvidia_driver_present() or provider == "cuda":
             assert info.note.endswith("using CPU") and "\n" not in info.note
             assert "CUDA" in info.note
             assert STATS.counts().get("gpu.fallback", 0) == before + 1
-        else:
+        else:  # no NVIDIA driver: CPU is the plan, not a fault
             assert info.note == ""
+            assert STATS.counts().get("gpu.fallback", 0) == before
+            assert not [r for r in caplog.records if "CUDA" in r.getMessage()]
     err = capfd.readouterr().err
     # onnxruntime's own multi-line red load errors must not reach the console
     assert "onnxruntime" not in err and "EP Error" not in err and "\x1b[" not in err
 
 
+@pytest.fixture
+def driver(monkeypatch: pytest.MonkeyPatch):
+    """Set what the NVIDIA driver probe answers (the one part of the machine not here)."""
+    from backend.detect import session
+
+    def answer(present: bool) -> None:
+        monkeypatch.setattr(session, "nvidia_driver_present", lambda: present)
+        monkeypatch.setattr(session, "_noted", set())  # each case logs its first line
+
+    return answer
+
+
+def test_without_a_driver_auto_is_cpu_silently_and_counts_nothing(
+    driver, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    driver(False)
+    before = STATS.counts()
+    with caplog.at_level(logging.DEBUG, logger="ptim.detect"):
+        info = create_session(None, "auto")
+    assert (info.provider, info.note) == ("cpu", "")
+    assert STATS.counts() == before
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "CUDA" in r.getMessage()
+             or "NVIDIA" in r.getMessage()]
+    assert lines == [(logging.DEBUG, "no NVIDIA driver on this machine: the detector runs "
+                                     "on CPU")]  # the one line --verbose shows
+    assert capfd.readouterr().err == ""
+
+
+def test_without_a_driver_asking_for_cuda_says_so(driver) -> None:
+    driver(False)
+    before = STATS.counts().get("gpu.fallback", 0)
+    info = create_session(None, "cuda")
+    assert info.provider == "cpu"
+    assert info.note == "CUDA requested but this machine has no NVIDIA driver; using CPU"
+    assert STATS.counts().get("gpu.fallback", 0) == before + 1
+
+
 @pytest.mark.skipif(not CUDA_LISTED, reason="this onnxruntime build lists no CUDA provider")
-def test_cuda_load_failure_note_names_the_cause() -> None:
-    info = create_session(None, "auto")
+def test_with_a_driver_a_provider_that_cannot_load_names_the_fix(
+    driver, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    driver(True)  # the real CUDA provider then really tries to load its libraries
+    before = STATS.counts().get("gpu.fallback", 0)
+    with caplog.at_level(logging.WARNING, logger="ptim.detect"):
+        info = create_session(None, "auto")
     if info.provider == "cuda":
         pytest.skip("CUDA works on this machine")
-    assert info.note.startswith("CUDA provider listed but failed to load (")
+    assert info.note.startswith("NVIDIA GPU found but CUDA failed to load (")
+    assert info.note.endswith("; using CPU") and "\n" not in info.note
     # the reason is one of the diagnosed causes, never onnxruntime's raw multi-line dump
-    assert any(
-        key in info.note for key in ("missing CUDA libraries", "no usable CUDA", "not installed")
-    )
+    assert any(key in info.note for key in ("missing CUDA libraries", "no usable CUDA",
+                                            "not installed"))
+    if "missing CUDA libraries" in info.note:
+        assert "install them with 'make setup GPU=1'" in info.note
+    assert [r.getMessage() for r in caplog.records] == [info.note]  # one line
+    assert STATS.counts().get("gpu.fallback", 0) == before + 1
+    out = capfd.readouterr()
+    assert out.out == "" and "\x1b[" not in out.err  # preload_dlls' prints went to the log
+
+
+def test_cuda_arena_gets_the_pool_budget() -> None:
+    from backend.detect.session import _cuda_options
+
+    assert _cuda_options(None) == {"cudnn_conv_algo_search": "HEURISTIC"}
+    assert _cuda_options(512) == {"cudnn_conv_algo_search": "HEURISTIC",
+                                  "gpu_mem_limit": str(512 * 2**20),
+                                  "arena_extend_strategy": "kSameAsRequested"}
 
 
 @pytest.mark.parametrize("provider, threads", [("gpu", 2), ("CPU", 2), ("cpu", -1)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -42,7 +43,7 @@ class Faulty:
             if self.mode == "raise":
                 raise RuntimeError("injected detector failure")
             if self.mode == "stall":
-                self.release.wait(5)
+                self.release.wait()  # until the test lets it go: far past any deadline
             if self.mode == "nan":
                 return Detections(np.full((1, 4), np.nan), np.zeros((1, 5, 2)), [0.9])
         return self.inner.detect(image)
@@ -71,15 +72,19 @@ def test_faulty_detection_fails_closed_and_continues(astronaut, detector, mode):
     faulty = Faulty(detector, mode, on={2, 4})
     stats = ErrorStats()
     pipe = Pipeline(SOLID, pool=MemoryPool(64), errors=stats)
-    runner = DetectionRunner(faulty, deadline_s=0.5, errors=stats)
+    # seconds, so a normal detection on a loaded machine is never late; each stall costs it
+    runner = DetectionRunner(faulty, deadline_s=2.0, errors=stats)
     results = []
-    for i in range(6):
-        res = pipe.process(Frame(i, i / 30, canvas), runner.detect(canvas))
-        results.append(res)
-        if mode == "stall" and i in (1, 3):
-            faulty.release.set()  # let the stalled call end after its deadline passed
-            faulty.release = threading.Event()
-    runner.close()
+    try:
+        for i in range(6):
+            res = pipe.process(Frame(i, i / 30, canvas), runner.detect(canvas))
+            results.append(res)
+            if mode == "stall" and i in (1, 3):
+                faulty.release.set()  # let the stalled call end after its deadline passed
+                faulty.release = threading.Event()
+    finally:
+        faulty.release.set()
+        runner.close()
     assert [r.fail_closed for r in results] == [False, True, False, True, False, False]
     for r in results:
         assert not frame_is_raw(r.frame.image, canvas, [box])
@@ -88,6 +93,58 @@ def test_faulty_detection_fails_closed_and_continues(astronaut, detector, mode):
         # fail-closed frames are obscured everywhere, not just on faces
         assert np.mean(np.abs(r.frame.image.astype(int) - canvas.astype(int))) > 5
     assert stats.total() == 2
+
+
+class Slow:
+    """Wraps the real detector; chosen calls first sleep ``delay`` s or block until released."""
+
+    def __init__(self, inner, on: set[int], delay: float | None):
+        self.inner, self.on, self.delay, self.calls = inner, on, delay, 0
+        self.release = threading.Event()
+
+    def detect(self, image):
+        self.calls += 1
+        if self.calls in self.on:
+            if self.delay is None:
+                self.release.wait()  # hung until the test's teardown
+            else:
+                time.sleep(self.delay)
+        return self.inner.detect(image)
+
+
+def test_files_wait_for_a_slow_detection_past_the_live_deadline(astronaut, detector):
+    canvas, box = _canvas(astronaut)
+    stats = ErrorStats()
+    slow = Slow(detector, on={1, 3}, delay=0.3)  # 6x the deadline: always late live
+    pipe = Pipeline(SOLID, pool=MemoryPool(64), errors=stats)
+    runner = DetectionRunner(slow, deadline_s=0.05, errors=stats, hang_limit_s=60.0)
+    results = [pipe.process(Frame(i, i / 30, canvas), runner.detect(canvas)) for i in range(4)]
+    runner.close()
+    assert [r.fail_closed for r in results] == [False] * 4
+    assert all(r.detected and len(r.tracks) == 1 for r in results)
+    assert stats.total() == 0
+    for r in results:
+        assert not frame_is_raw(r.frame.image, canvas, [box])
+
+
+def test_files_fail_a_hung_detection_closed_at_the_hang_limit(astronaut, detector):
+    canvas, box = _canvas(astronaut)
+    stats = ErrorStats()
+    hung = Slow(detector, on={2}, delay=None)
+    pipe = Pipeline(SOLID, pool=MemoryPool(64), errors=stats)
+    runner = DetectionRunner(hung, deadline_s=0.05, errors=stats, hang_limit_s=2.0)
+    try:
+        first = pipe.process(Frame(0, 0.0, canvas), runner.detect(canvas))
+        stuck = pipe.process(Frame(1, 1 / 30, canvas), runner.detect(canvas))
+    finally:
+        hung.release.set()
+        runner.close()
+    assert not first.fail_closed and first.detected
+    assert stuck.fail_closed and stuck.reason == (
+        "detector hung: no answer within 2 s (detector.hang_limit_s)")
+    assert not frame_is_raw(stuck.frame.image, canvas, [box])
+    assert np.mean(np.abs(stuck.frame.image.astype(int) - canvas.astype(int))) > 5
+    assert stats.counts() == {"processing.degrade": 1}
 
 
 def test_predict_only_frames_keep_mask(astronaut, detector):

@@ -1,4 +1,4 @@
-"""Look-back masking and the two-threshold tracker: weak detections mask, never start."""
+"""The second pass (files) and the two-threshold tracker: weak detections mask, never start."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from backend.mask import Masker
 from backend.pipeline import FrameResult
-from backend.track import LookBack, Tracker
+from backend.track import SecondPass, Tracker
 from backend.types import Detections, Frame, Track
 from config.schema import MaskSettings, TrackerSettings
 
@@ -28,7 +28,7 @@ def _track(box, tid=1) -> Track:
 
 
 def test_new_track_masks_the_weak_chain_before_it():
-    lb = LookBack(Masker(SOLID), depth=5)
+    lb = SecondPass(Masker(SOLID), depth=5)
     out = []
     # a face moving right 40 px a frame, only weakly detected at first
     for i in range(4):
@@ -42,11 +42,11 @@ def test_new_track_masks_the_weak_chain_before_it():
         x = 20 + 40 * i
         assert (res.frame.image[60:90, x + 5:x + 35] == 0).all(), f"frame {i} not masked"
         assert added and added[0].box[0] == pytest.approx(x)
-    assert lb.backfilled == 4
+    assert lb.backtracked == 4
 
 
 def test_no_weak_detection_masks_the_grown_box():
-    lb = LookBack(Masker(SOLID), depth=3, growth_per_frame=0.1)
+    lb = SecondPass(Masker(SOLID), depth=3, growth_per_frame=0.1)
     lb.push(_result(0), None)
     lb.push(_result(1), _dets())
     out = lb.push(_result(2, [_track([100, 50, 150, 100])]), None) + lb.flush()
@@ -58,7 +58,7 @@ def test_no_weak_detection_masks_the_grown_box():
 def test_a_gap_in_the_chain_is_masked_between_its_ends():
     # a face moving right 30 px a frame: weak detections in frames 0 and 2, none in 1;
     # frame 2's box, all that the walk back had before, misses most of frame 1's face
-    lb = LookBack(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
     lb.push(_result(0), _dets([20, 50, 60, 100]))
     lb.push(_result(1), None)
     lb.push(_result(2), _dets([80, 50, 120, 100]))
@@ -67,14 +67,14 @@ def test_a_gap_in_the_chain_is_masked_between_its_ends():
     gap_image, gap_added = out[1][0].frame.image, out[1][1]
     assert (gap_image[55:95, 52:88] == 0).all(), "the face between the two ends is exposed"
     assert gap_added[0].box[0] <= 50 and gap_added[0].box[2] >= 90
-    assert gap_added[0].frames_since_seen == 1
+    assert not gap_added[0].found  # a prediction, not a detection
     for res, _ in out[:3:2]:  # the ends keep their own detections' boxes
         assert res.frame.image[75, 300].tolist() == [128, 128, 128]
 
 
 @pytest.mark.parametrize("exempt", [True, False])
 def test_exempt_or_fail_closed_frames_are_left_alone(exempt):
-    lb = LookBack(Masker(SOLID), depth=3)
+    lb = SecondPass(Masker(SOLID), depth=3)
     lb.push(_result(0, fail_closed=True), None)
     lb.push(_result(1), _dets([100, 50, 150, 100]))
     t = _track([100, 50, 150, 100])
@@ -84,8 +84,36 @@ def test_exempt_or_fail_closed_frames_are_left_alone(exempt):
     assert bool(out[1][1]) is (not exempt)
 
 
+def test_tracks_born_together_never_take_one_box():
+    # two faces found in frame 1; frame 0 holds only the left one's weak detection, which
+    # lies within the wide first-step gate of both: the right track must not take it
+    lb = SecondPass(Masker(SOLID), depth=3, growth_per_frame=0.0)
+    lb.push(_result(0), _dets([20, 50, 60, 100]))
+    born = _result(1, [_track([70, 50, 110, 100], tid=2), _track([24, 50, 64, 100], tid=1)])
+    out = lb.push(born, _dets([24, 50, 64, 100], [70, 50, 110, 100], score=0.9)) + lb.flush()
+    added = {-a.track_id: a for a in out[0][1]}
+    assert added[1].found and added[1].box[0] == pytest.approx(20)
+    assert not added[2].found and added[2].box[0] >= 65  # its own place, not the left face
+
+
+def test_a_track_found_again_gets_its_gap_interpolated():
+    lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    t = _track([20, 50, 60, 100])
+    lb.push(_result(0, [t]), _dets([20, 50, 60, 100], score=0.9))
+    for i in (1, 2):  # held over where it was: the face moved on unseen
+        held = _track([20, 50, 60, 100])
+        held.frames_since_seen = i
+        lb.push(_result(i, [held]), None)
+    out = lb.push(_result(3, [_track([110, 50, 150, 100])]), None) + lb.flush()
+    for i, x in ((1, 50), (2, 80)):
+        res, added = out[i]
+        assert [a.state for a in added] == ["interpolated"]
+        assert (res.frame.image[60:90, x + 5:x + 35] == 0).all(), f"frame {i} not masked"
+    assert lb.interpolated == 2
+
+
 def test_depth_zero_passes_frames_straight_through():
-    lb = LookBack(Masker(SOLID), depth=0)
+    lb = SecondPass(Masker(SOLID), depth=0)
     out = lb.push(_result(0, [_track([0, 0, 10, 10])]), None)
     assert len(out) == 1 and lb.flush() == []
 

@@ -1,0 +1,357 @@
+"""The detection schedule: which parts of a frame the detector sees, at which scale.
+
+Detection work is spent where faces are, not on every pixel of every frame:
+
+- a **coarse** pass sees the whole frame every frame at a small input (large and fast faces);
+- a **fine** pass sees the frame at the scale the smallest face to protect needs
+  (``min_face_px``), in overlapping tiles, one tile per frame, so the whole frame is covered
+  once every ``period`` frames: a new small face is first seen at most ``period - 1`` frames
+  after it appears (files then mask the frames before, in the second pass);
+- a **refinement** crop around every known track, every frame, at a scale that shows its
+  face at about ``REFINE_FACE_PX`` input pixels (never below the fine scale's detail), so a
+  small face, once found, is re-detected each frame for the cost of its crop.
+
+Everything here is geometry on plain numbers; running the network is the detector's job
+(``CenterFaceDetector.detect_regions``). Regions are in source pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from backend.types import Detections, Track
+
+# Measured with bench/face_scale.py on the real photos: at threshold 0.25 CenterFace finds
+# 98% of faces 12-16 px tall at its input and 99% above, but 87% of 8-12 px and 19% of 4-8 px.
+RELIABLE_INPUT_PX = 12.0
+# Upsampling past this adds pixels without adding detail the network can use.
+MAX_FINE_SCALE = 2.0
+# A refinement crop shows its face at about this many input pixels: large enough to be
+# found when blurred, small enough that a crop costs little.
+REFINE_FACE_PX = 48.0
+# Fine tiles of a still image stay within this input size, so memory is bounded whatever
+# the photo's size.
+STILL_TILE = (1024, 1024)
+# A frame whose whole at the fine scale costs at most this many coarse passes is seen
+# whole at the fine scale every frame, without tiles.
+SMALL_FRAME_FACTOR = 2.0
+_ALIGN = 32
+KINDS = ("coarse", "fine", "refine")
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A part of the frame, in source pixels (x0, y0 inclusive; x1, y1 exclusive), that the
+    detector sees scaled by ``scale`` (network input pixels per source pixel)."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    scale: float
+    kind: str = "coarse"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(W, H) of the scaled crop before padding to multiples of 32."""
+        return (max(1, round((self.x1 - self.x0) * self.scale)),
+                max(1, round((self.y1 - self.y0) * self.scale)))
+
+    @property
+    def input_pixels(self) -> int:
+        """Padded network input pixels: what this region costs."""
+        w, h = self.input_size
+        return (-(-w // _ALIGN) * _ALIGN) * (-(-h // _ALIGN) * _ALIGN)
+
+    def contains(self, other: Region) -> bool:
+        """True when ``other`` lies inside this region."""
+        return (self.x0 <= other.x0 and self.y0 <= other.y0 and self.x1 >= other.x1
+                and self.y1 >= other.y1)
+
+
+def fine_scale_for(min_face_px: float, reliable_px: float = RELIABLE_INPUT_PX) -> float:
+    """Scale at which a face of ``min_face_px`` source pixels appears at ``reliable_px``."""
+    if min_face_px <= 0:
+        raise ValueError(f"min_face_px {min_face_px!r} must be > 0")
+    return min(MAX_FINE_SCALE, reliable_px / float(min_face_px))
+
+
+def coarse_scale_for(width: int, height: int, long_side: int,
+                     input_size: tuple[int, int] | None = None) -> float:
+    """Scale of the whole-frame pass: long side ``long_side``, or fitted into ``input_size``;
+    never above 1 (a small frame is seen as it is)."""
+    if input_size is not None:
+        s = min(input_size[0] / width, input_size[1] / height)
+    else:
+        s = long_side / max(width, height)
+    return min(1.0, s)
+
+
+def _grid(width: int, height: int, cols: int, rows: int, overlap: int, scale: float,
+          kind: str) -> list[Region]:
+    """``cols`` x ``rows`` tiles covering the frame, neighbours overlapping by ``overlap``."""
+    tw = min(width, math.ceil((width + (cols - 1) * overlap) / cols))
+    th = min(height, math.ceil((height + (rows - 1) * overlap) / rows))
+    xs = [0] if cols == 1 else [round(i * (width - tw) / (cols - 1)) for i in range(cols)]
+    ys = [0] if rows == 1 else [round(j * (height - th) / (rows - 1)) for j in range(rows)]
+    return [Region(x, y, x + tw, y + th, scale, kind) for y in ys for x in xs]
+
+
+def overlap_for(coarse_scale: float, fine_scale: float) -> int:
+    """Source pixels by which fine tiles overlap: 1.5x the largest face that only the fine
+    pass finds (one the coarse pass sees under ``RELIABLE_INPUT_PX``), so such a face lies
+    whole inside at least one tile."""
+    largest_fine_only = RELIABLE_INPUT_PX / max(coarse_scale, 1e-6)
+    smallest = RELIABLE_INPUT_PX / fine_scale
+    return int(math.ceil(1.5 * max(largest_fine_only, smallest)))
+
+
+def tiles_for_period(width: int, height: int, scale: float, period: int,
+                     overlap: int) -> list[Region]:
+    """About ``period`` overlapping tiles (a grid shaped like the frame) that cover it."""
+    period = max(1, int(period))
+    best: tuple[float, int, int] | None = None
+    aspect = width / height
+    for cols in range(1, period + 1):
+        for rows in range(1, period + 1):
+            n = cols * rows
+            if n > period or n < max(1, period - 2):
+                continue
+            # prefer the count asked for, then square tiles (the least overlap and padding)
+            cost = (period - n) * 10 + abs(math.log(aspect * rows / cols))
+            if best is None or cost < best[0]:
+                best = (cost, cols, rows)
+    assert best is not None
+    _, cols, rows = best
+    return _grid(width, height, cols, rows, overlap, scale, "fine")
+
+
+def tiles_bounded(width: int, height: int, scale: float, overlap: int,
+                  max_input: tuple[int, int] = STILL_TILE) -> list[Region]:
+    """Overlapping tiles covering the frame, each at most ``max_input`` network pixels."""
+    mw, mh = (m / scale for m in max_input)
+    ov = min(overlap, int(mw // 2), int(mh // 2))
+    cols = 1 if width <= mw else math.ceil((width - ov) / (mw - ov))
+    rows = 1 if height <= mh else math.ceil((height - ov) / (mh - ov))
+    return _grid(width, height, cols, rows, ov, scale, "fine")
+
+
+def _quantized_scale(target: float, fine: float) -> float:
+    """``fine`` times a power of 1/sqrt(2), the largest not above ``target`` (so crops at
+    similar scales can merge)."""
+    if target >= fine:
+        return fine
+    k = math.ceil(2 * math.log2(fine / target))
+    return fine * 2 ** (-k / 2)
+
+
+def refine_regions(tracks: list[Track], width: int, height: int, fine_scale: float,
+                   lead: float = 1.0) -> list[Region]:
+    """A crop around each track's face where it is expected ``lead`` frames after the
+    track's box, at a scale that shows the face at about ``REFINE_FACE_PX`` input pixels.
+
+    The crop is centred on the motion-compensated prediction and reaches 1.25 face sizes
+    plus the motion of ``lead + 1`` frames beyond it on each side. Overlapping crops of the
+    same scale are merged when that costs little.
+    """
+    regions: list[Region] = []
+    for t in tracks:
+        box = np.asarray(t.box, dtype=np.float64)
+        v = np.asarray(t.velocity, dtype=np.float64)
+        if not np.isfinite(box).all() or not np.isfinite(v).all():
+            continue
+        pred = box + v * lead
+        size = max(pred[2] - pred[0], pred[3] - pred[1], 1.0)
+        speed = float(np.abs(v).max())
+        half = 1.25 * size + speed * (lead + 1) + 4
+        cx, cy = (pred[0] + pred[2]) / 2, (pred[1] + pred[3]) / 2
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            continue
+        scale = _quantized_scale(REFINE_FACE_PX / size, fine_scale)
+        regions.append(Region(x0, y0, x1, y1, scale, "refine"))
+    return merge_regions(regions)
+
+
+def merge_regions(regions: list[Region], slack: float = 1.3) -> list[Region]:
+    """Merge pairs of same-scale regions into their union while the union costs at most
+    ``slack`` times the two apart (a crowd's crops become a few larger ones)."""
+    out = list(regions)
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(out)):
+            for j in range(i + 1, len(out)):
+                a, b = out[i], out[j]
+                if a.scale != b.scale or a.kind != b.kind:
+                    continue
+                u = Region(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1),
+                           max(a.y1, b.y1), a.scale, a.kind)
+                if u.input_pixels <= slack * (a.input_pixels + b.input_pixels):
+                    out[i] = u
+                    del out[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return out
+
+
+def merge_detections(dets: Detections, iou: float = 0.3, contained: float = 0.8,
+                     max_size_ratio: float = 3.0) -> Detections:
+    """One box per face from the boxes of overlapping regions.
+
+    Greedy, highest score first: a box whose IoU with a kept box is ``>= iou`` is merged
+    into it (the kept box grows to hold both: a tile's edge may have cut the higher-scoring
+    one short, and a mask must never shrink below a face); a box with at least
+    ``contained`` of it inside a kept box at most ``max_size_ratio`` times its size is
+    dropped (the part of a face that a tile's edge cut off).
+    """
+    n = len(dets)
+    if n <= 1:
+        return dets
+    b = dets.xyxy.astype(np.float64)
+    order = np.argsort(-dets.confidence, kind="stable")
+    area = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+    keep: list[int] = []
+    grown: dict[int, np.ndarray] = {}
+    alive = np.ones(n, bool)
+    for i in order:
+        if not alive[i]:
+            continue
+        keep.append(int(i))
+        alive[i] = False
+        rest = np.nonzero(alive)[0]
+        if not len(rest):
+            break
+        w = np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0])
+        h = np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1])
+        inter = np.maximum(w, 0) * np.maximum(h, 0)
+        union = area[i] + area[rest] - inter
+        ov = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+        inside = np.divide(inter, area[rest], out=np.zeros_like(inter), where=area[rest] > 0)
+        ratio = np.sqrt(np.divide(area[i], area[rest], out=np.full_like(inter, np.inf),
+                                  where=area[rest] > 0))
+        same = ov >= iou
+        if same.any():
+            boxes = np.vstack([b[i], b[rest[same]]])
+            grown[int(i)] = np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
+        drop = same | ((inside >= contained) & (ratio <= max_size_ratio))
+        alive[rest[drop]] = False
+    out = dets[np.asarray(keep, dtype=np.intp)]
+    for row, i in enumerate(keep):
+        if i in grown:
+            out.xyxy[row] = grown[i]
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePlan:
+    """What the schedule does for one frame size (for logs, ``config show`` and the UI)."""
+
+    width: int
+    height: int
+    min_face_px: float
+    coarse_scale: float
+    fine_scale: float
+    tiles: tuple[Region, ...]  # fine tiles; empty when the coarse pass already suffices
+    refine: bool
+
+    @property
+    def period(self) -> int:
+        """Frames until the fine pass has seen the whole frame (1 without a fine pass)."""
+        return max(1, len(self.tiles))
+
+    @property
+    def protected_px(self) -> float:
+        """Smallest face, in source pixels, that the schedule finds reliably."""
+        return RELIABLE_INPUT_PX / max(self.coarse_scale, self.fine_scale)
+
+    def describe(self) -> str:
+        """One line: the scales and the schedule, and why."""
+        coarse = (f"coarse pass {round(self.width * self.coarse_scale)}x"
+                  f"{round(self.height * self.coarse_scale)} every frame")
+        if not self.tiles:
+            fine = "no fine pass (the whole-frame pass sees faces of that size)"
+        else:
+            tw, th = self.tiles[0].input_size
+            fine = (f"fine pass at {self.fine_scale:.2f}x in {len(self.tiles)} tile(s) of "
+                    f"{tw}x{th}, one per frame (a new small face is seen within "
+                    f"{self.period} frame(s))")
+        refine = "refinement crops around every track" if self.refine else "no refinement"
+        return (f"{self.width}x{self.height}: faces from {self.protected_px:.0f} px "
+                f"(min_face_px {self.min_face_px:g}; CenterFace finds faces from "
+                f"{RELIABLE_INPUT_PX:g} px at its input): {coarse}; {fine}; {refine}")
+
+
+class DetectionSchedule:
+    """Chooses the regions to detect in each frame of a stream.
+
+    ``min_face_px``: the smallest face (source pixels) that must be found.
+    ``coarse_long_side``: the whole-frame pass's long side. ``period``: frames over which
+    the fine tiles are spread (1 tile a frame). ``refine``: crops around tracks.
+    Call :meth:`regions` once per detected frame, in order.
+    """
+
+    def __init__(self, min_face_px: float, coarse_long_side: int = 448, period: int = 6,
+                 refine: bool = True) -> None:
+        self.min_face_px = float(min_face_px)
+        self.coarse_long_side = int(coarse_long_side)
+        self.period = max(1, int(period))
+        self.refine = refine
+        self._plans: dict[tuple[int, int, bool], SchedulePlan] = {}
+        self._count = 0
+
+    def set_period(self, period: int) -> None:
+        """Spread the fine pass over ``period`` frames from the next frame on."""
+        period = max(1, int(period))
+        if period != self.period:
+            self.period = period
+            self._plans.clear()
+
+    def plan(self, width: int, height: int, still: bool = False) -> SchedulePlan:
+        """The plan for frames of this size (``still``: an image, all tiles at once)."""
+        key = (int(width), int(height), still)
+        plan = self._plans.get(key)
+        if plan is None:
+            coarse = coarse_scale_for(width, height, self.coarse_long_side)
+            fine = fine_scale_for(self.min_face_px)
+            tiles: list[Region] = []
+            full = (width * fine) * (height * fine)
+            if fine > coarse and full <= SMALL_FRAME_FACTOR * (width * coarse) * (height * coarse):
+                coarse = fine  # a small frame: the whole of it at the fine scale costs little
+            if fine > coarse:
+                ov = overlap_for(coarse, fine)
+                # a tile costs no less than a coarse pass: fewer, larger tiles on small frames
+                period = min(self.period, math.ceil(full / ((width * coarse) * (height * coarse))))
+                tiles = (tiles_bounded(width, height, fine, ov) if still else
+                         tiles_for_period(width, height, fine, period, ov))
+            plan = SchedulePlan(int(width), int(height), self.min_face_px, coarse, fine,
+                                tuple(tiles), self.refine and not still)
+            self._plans[key] = plan
+        return plan
+
+    def regions(self, width: int, height: int, tracks: list[Track] | None = None,
+                lead: float = 1.0, still: bool = False) -> list[Region]:
+        """Regions for the next frame: the coarse pass, this frame's fine tile (all tiles
+        for a still image) and a refinement crop per track."""
+        plan = self.plan(width, height, still)
+        out = [Region(0, 0, int(width), int(height), plan.coarse_scale, "coarse")]
+        if plan.tiles:
+            out.extend(plan.tiles if still else [plan.tiles[self._count % len(plan.tiles)]])
+        self._count += 1
+        if plan.refine and tracks:
+            fine = max(plan.fine_scale, plan.coarse_scale)
+            for r in refine_regions(tracks, int(width), int(height), fine, lead):
+                # a crop inside this frame's tile, seen at least as closely, adds nothing
+                if not any(t.contains(r) and t.scale >= r.scale for t in out[1:]):
+                    out.append(r)
+        return out
+
+    def reset(self) -> None:
+        """Start the tile rotation over (a new stream)."""
+        self._count = 0

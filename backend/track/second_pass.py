@@ -1,0 +1,322 @@
+"""The second tracking pass for files: complete each track backward and across its gaps.
+
+A file has a future, so a face need not be found the moment it appears. The forward pass
+(detection schedule + ``Tracker``) finds a face late when it enters blurred by motion, from
+the frame's edge, or small enough that only a fine tile that came round later sees it.
+``SecondPass`` holds a bounded window of finished frames, each with its unmasked original,
+before they are written. When a track is born it walks back through the window and, in each
+earlier frame, looks for the face where its motion says it was: first among that frame's own
+detections, then by re-detecting in a crop around the prediction (a detection at the crop's
+scale, not just a grown box). A frame where neither finds it gets the prediction grown, up to
+``miss_limit`` frames in a row (as hold-over does forward). When a track is found again after
+frames of hold-over, the held frames also get the box interpolated between the two known
+positions. A track never takes a box that another track holds in that frame.
+
+Each added box is a ``Track`` with negative id and ``state`` "backtracked" or "interpolated"
+for ``--boxes``. Memory: at most ``depth`` frames (and never more than ``max_bytes`` of
+pixels, originals included): detections are kept, not frames; every frame leaves once, in
+order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backend.detect.schedule import REFINE_FACE_PX, Region
+from backend.types import Detections, Track
+
+log = logging.getLogger("ptim.track")
+
+# A candidate overlapping another track's box by this much belongs to that track.
+CLAIMED_IOU = 0.3
+# Motion of an unknown face, in face sizes per frame, that the first backward search covers.
+FIRST_SEARCH = 1.5
+
+DetectCrops = Callable[[np.ndarray, Sequence[Region]], Detections]
+
+
+@dataclass(slots=True)
+class Added:
+    """A box painted into a held frame by the second pass."""
+
+    track_id: int
+    box: np.ndarray
+    state: str  # "backtracked" or "interpolated"
+    found: bool  # True when a detection backs it, False for a prediction
+
+
+@dataclass(slots=True)
+class _Held:
+    result: object  # backend.pipeline.FrameResult (masked image in result.frame.image)
+    detections: Detections | None
+    original: np.ndarray | None
+    added: list[Added] = field(default_factory=list)
+
+
+def _size(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1], 1.0))
+
+
+def _centre(box: np.ndarray) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+def _grow(box: np.ndarray, frac: float) -> np.ndarray:
+    w, h = box[2] - box[0], box[3] - box[1]
+    return np.array([box[0] - w * frac / 2, box[1] - h * frac / 2,
+                     box[2] + w * frac / 2, box[3] + h * frac / 2], np.float64)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class _Chain:
+    """One new track walking back: where its face was, and how it moved."""
+
+    def __init__(self, track: Track) -> None:
+        self.track_id = track.track_id
+        self.base = np.asarray(track.box, np.float64)
+        self.box = self.base.copy()
+        self.step: np.ndarray | None = None  # change per frame going back, once known
+        self.anchor = self.base.copy()  # the last box a detection backs, and its frame
+        self.anchor_k = 0
+        self.misses = 0
+        self.done = False
+
+    @property
+    def wide(self) -> bool:
+        """True until the motion is known: the search then covers fast faces."""
+        return self.step is None
+
+    def predict(self) -> np.ndarray:
+        return self.box + (self.step if self.step is not None else 0.0)
+
+    def found(self, k: int, box: np.ndarray) -> None:
+        delta = (box - self.anchor) / max(k - self.anchor_k, 1)
+        self.step = delta if self.step is None else 0.5 * self.step + 0.5 * delta
+        self.box, self.anchor, self.anchor_k, self.misses = box, box, k, 0
+
+    def missed(self, pred: np.ndarray, growth: float, max_growth: float,
+               miss_limit: int) -> np.ndarray | None:
+        """The grown prediction to paint, or None once ``miss_limit`` misses ran out."""
+        self.misses += 1
+        if self.misses > miss_limit:
+            self.done = True
+            return None
+        self.box = pred
+        frac = growth * 2 * self.misses
+        cap = max_growth * _size(self.base) / _size(pred) - 1
+        return _grow(pred, max(0.0, min(frac, cap)))
+
+
+class SecondPass:
+    """Delays finished frames by up to ``depth`` and completes tracks into them.
+
+    ``masker`` paints masks in place (``Masker.apply``); ``detect_crops(image, regions)``
+    re-detects in crops of an original (None: only the frames' own detections are used).
+    ``push`` returns the frames that leave the window, oldest first, each with the boxes
+    added to it; ``flush`` returns the rest at the end of the stream.
+    """
+
+    def __init__(self, masker, depth: int, detect_crops: DetectCrops | None = None,
+                 growth_per_frame: float = 0.06, miss_limit: int = 8, gate: float = 2.0,
+                 max_bytes: int = 512 * 2**20, max_growth: float = 3.0) -> None:
+        self.masker = masker
+        self.depth = max(0, int(depth))
+        self.detect_crops = detect_crops
+        self.growth = growth_per_frame
+        self.miss_limit = max(0, int(miss_limit))
+        self.gate = gate  # centre distance, in box sizes, for a frame's own detection
+        self.max_bytes = max_bytes
+        self.max_growth = max_growth  # a predicted box grows to at most this many times
+        self._held: deque[_Held] = deque()
+        self._seen: set[int] = set()
+        self._window: int | None = None
+        self.backtracked = 0  # boxes painted into earlier frames
+        self.interpolated = 0
+        self.redetected = 0  # of the backtracked boxes, found by re-detection in a crop
+
+    @property
+    def window(self) -> int:
+        """Frames actually held: ``depth``, or fewer when frames are large."""
+        return self.depth if self._window is None else self._window
+
+    def push(self, result, detections: Detections | None,
+             original: np.ndarray | None = None) -> list[tuple[object, list[Added]]]:
+        """Add the newest finished frame (and its unmasked ``original``); return the frames
+        that leave the window."""
+        if self._window is None:
+            per_frame = 2 * result.frame.image.nbytes
+            self._window = max(0, min(self.depth, self.max_bytes // max(per_frame, 1)))
+            if self._window < self.depth:
+                log.info("second pass: %d frames held (of %d asked) to stay within %d MB",
+                         self._window, self.depth, self.max_bytes // 2**20)
+        if not result.fail_closed:
+            births = []
+            for track in result.tracks:
+                if track.exempt or track.held_over:
+                    continue
+                if track.track_id not in self._seen:
+                    self._seen.add(track.track_id)
+                    births.append(track)
+                else:
+                    self._fill_gap(track)
+            if births:
+                self._backtrack(births)
+        self._held.append(_Held(result, detections, original))
+        out = []
+        while len(self._held) > self.window:
+            out.append(self._leave())
+        return out
+
+    def flush(self) -> list[tuple[object, list[Added]]]:
+        """Every frame still held, oldest first."""
+        out = []
+        while self._held:
+            out.append(self._leave())
+        return out
+
+    def _leave(self) -> tuple[object, list[Added]]:
+        h = self._held.popleft()
+        h.original = None
+        return h.result, h.added
+
+    # -- backward ------------------------------------------------------------------------
+    def _backtrack(self, births: list[Track]) -> None:
+        """Walk back through the window with every track born in the newest frame at once,
+        so that tracks born together share out the earlier detections, never one box twice."""
+        chains = [_Chain(t) for t in births]
+        for k, held in enumerate(reversed(self._held), start=1):
+            live = [c for c in chains if not c.done]
+            if not live:
+                break
+            if held.result.fail_closed:
+                continue  # already obscured whole
+            preds = [c.predict() for c in live]
+            found = self._find_all(live, held, preds)
+            for c, pred, box in zip(live, preds, found, strict=True):
+                if box is not None:
+                    c.found(k, box)
+                    self._paint(held, Added(-c.track_id, box, "backtracked", True))
+                    self.backtracked += 1
+                    continue
+                grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit)
+                if grown is not None:
+                    self._paint(held, Added(-c.track_id, grown, "backtracked", False))
+                    self.backtracked += 1
+
+    def _find_all(self, chains: list[_Chain], held: _Held,
+                  preds: list[np.ndarray]) -> list[np.ndarray | None]:
+        """Each chain's face in a held frame: that frame's own detection or one re-detected
+        in a crop around its prediction. A box another track holds there is never taken,
+        and chains claim candidates nearest first."""
+        claimed = [np.asarray(t.box, np.float64) for t in held.result.tracks
+                   if not t.held_over]
+        claimed += [a.box for a in held.added if a.found]
+        own = held.detections.xyxy.astype(np.float64) if held.detections is not None \
+            and len(held.detections) else np.zeros((0, 4))
+        cands = [own] * len(chains)
+        if self.detect_crops is not None and held.original is not None:
+            for i, (c, pred) in enumerate(zip(chains, preds, strict=True)):
+                if self._pick(c, pred, own, claimed, []) is None:
+                    extra = self._redetect(held.original, pred, c.wide)
+                    if len(extra):
+                        cands[i] = np.concatenate([own, extra])
+        taken: list[np.ndarray] = []
+        out: list[np.ndarray | None] = [None] * len(chains)
+        # nearest pairs first, so two chains never collapse onto one face
+        pending = list(range(len(chains)))
+        while pending:
+            best = None
+            for i in pending:
+                pick = self._pick(chains[i], preds[i], cands[i], claimed, taken)
+                if pick is not None and (best is None or pick[1] < best[2]):
+                    best = (i, pick[0], pick[1])
+            if best is None:
+                break
+            i, box, _ = best
+            out[i] = box
+            taken.append(box)
+            pending.remove(i)
+            if cands[i] is not own:
+                self.redetected += 1
+        return out
+
+    def _pick(self, chain: _Chain, pred: np.ndarray, cands: np.ndarray,
+              claimed: list[np.ndarray], taken: list[np.ndarray]
+              ) -> tuple[np.ndarray, float] | None:
+        """The candidate nearest ``pred`` within the gate, with its distance, or None."""
+        size = _size(pred)
+        gate = self.gate * (FIRST_SEARCH if chain.wide else 1.0)
+        c = _centre(pred)
+        best, best_d = None, gate
+        for b in cands:
+            bs = _size(b)
+            if not 0.5 < bs / size < 2.0:
+                continue
+            if any(_iou(b, o) >= CLAIMED_IOU for o in claimed) or \
+                    any(_iou(b, o) >= CLAIMED_IOU for o in taken):
+                continue
+            d = float(np.hypot(*(_centre(b) - c))) / max(size, bs)
+            if d < best_d:
+                best, best_d = b, d
+        return None if best is None else (np.asarray(best, np.float64), best_d)
+
+    def _redetect(self, original: np.ndarray, pred: np.ndarray, wide: bool) -> np.ndarray:
+        """Boxes found in a crop of ``original`` around ``pred`` (none on failure)."""
+        size = _size(pred)
+        h, w = original.shape[:2]
+        half = size * (1.25 + (self.gate * FIRST_SEARCH if wide else 0.5))
+        cx, cy = _centre(pred)
+        x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
+        x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
+        if x1 - x0 < 4 or y1 - y0 < 4:
+            return np.zeros((0, 4))
+        scale = min(2.0, REFINE_FACE_PX / size)
+        try:
+            dets = self.detect_crops(original, [Region(x0, y0, x1, y1, scale, "refine")])
+        except Exception as exc:  # noqa: BLE001 - a failed crop falls back to the grown box
+            log.debug("second pass: crop detection failed: %s", exc)
+            return np.zeros((0, 4))
+        return dets.xyxy.astype(np.float64)
+
+    # -- gaps ----------------------------------------------------------------------------
+    def _fill_gap(self, track: Track) -> None:
+        """``track`` is detected again: interpolate its box into the frames it was held."""
+        gap: list[tuple[_Held, Track]] = []
+        earlier = None
+        for held in reversed(self._held):
+            t = next((x for x in held.result.tracks if x.track_id == track.track_id), None)
+            if t is None:
+                return  # the track is younger than the window
+            if not t.held_over:
+                earlier = np.asarray(t.box, np.float64)
+                break
+            gap.append((held, t))
+        if earlier is None or not gap:
+            return
+        later = np.asarray(track.box, np.float64)
+        n = len(gap)
+        for k, (held, _) in enumerate(gap, start=1):  # k frames before ``later``
+            t = k / (n + 1)
+            box = later + (earlier - later) * t
+            box = _grow(box, 0.12 * min(k, n + 1 - k))
+            self._paint(held, Added(-track.track_id, box, "interpolated", False))
+            self.interpolated += 1
+
+    def _paint(self, held: _Held, added: Added) -> None:
+        extra = Track(track_id=added.track_id, box=added.box.astype(np.float32),
+                      velocity=np.zeros(4, np.float32), score=0.0,
+                      frames_since_seen=0 if added.found else 1)
+        self.masker.apply(held.result.frame.image, [extra])
+        held.added.append(added)

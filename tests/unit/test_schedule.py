@@ -1,0 +1,258 @@
+"""The detection schedule on the real CenterFace model and real face pixels (no mocks).
+
+Faces are scikit-image's astronaut and LFW crops scaled down to 12-20 px and pasted into
+generated frames (tests/faces.py). "Found" means what masks a face in a still image: a box
+with IoU > 0.3 to the face scoring at least ``detector.threshold`` (the score that starts
+a track), from a detector that reports down to the pipeline's threshold.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backend.detect import CenterFaceDetector
+from backend.detect.schedule import (
+    STILL_TILE,
+    DetectionSchedule,
+    Region,
+    coarse_scale_for,
+    merge_detections,
+    overlap_for,
+)
+from backend.pipeline import detect_threshold, schedule_for
+from backend.track import Tracker
+from backend.types import ORIGIN_REFINED, Detections
+from config.schema import Settings
+from tests.faces import astronaut_face, background, iou, lfw_face, matches, paste
+
+SETTINGS = Settings()
+START = SETTINGS.detector.threshold  # a detection this strong starts a track (is masked)
+CONTINUE = SETTINGS.tracker.continue_threshold
+
+
+@pytest.fixture(scope="module")
+def detector() -> CenterFaceDetector:
+    """The detector as ``process`` builds it on CPU: it reports down to the lower of the
+    start and continue thresholds."""
+    return CenterFaceDetector(provider="cpu", threshold=detect_threshold(SETTINGS))
+
+
+def _scores(dets: Detections, face) -> list[float]:
+    return [float(c) for b, c in zip(dets.xyxy, dets.confidence, strict=True)
+            if iou(b, face) > 0.3]
+
+
+def _found(dets: Detections, face) -> bool:
+    return any(s >= START for s in _scores(dets, face))
+
+
+def _faces_frame(width: int, height: int, px: int, seed: int) -> tuple[np.ndarray, list]:
+    """A frame with six astronaut faces of ``px`` (head and shoulders around each) spread
+    over it, away from each other and from the frame's edges."""
+    frame = background(width, height, seed)
+    patch = astronaut_face(px, margin=1.5)
+    rng = np.random.default_rng(seed)
+    faces = []
+    for fx in (0.15, 0.5, 0.82):
+        for fy in (0.25, 0.7):
+            x = fx * width + rng.uniform(-20, 20)
+            y = fy * height + rng.uniform(-20, 20)
+            faces.append(paste(frame, patch, x, y))
+    return frame, faces
+
+
+# -- 1. the scale policy -------------------------------------------------------------------
+
+
+def test_default_settings_use_the_schedule_and_say_why():
+    schedule = schedule_for(SETTINGS)
+    assert isinstance(schedule, DetectionSchedule)
+    assert schedule.min_face_px == SETTINGS.detector.min_face_px == 12
+    plan = schedule.plan(1280, 720)
+    assert plan.protected_px <= 12
+    assert plan.fine_scale > plan.coarse_scale  # the whole-frame pass alone cannot see 12 px
+    assert "faces from 12 px" in plan.describe()
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["720p", "1080p"])
+@pytest.mark.parametrize(("px", "min_face"), [(12, 12), (16, 12), (20, 12), (16, 16),
+                                              (20, 20)])
+def test_the_policy_examines_a_face_of_min_size_at_a_scale_that_finds_it(
+        detector, size, px, min_face):
+    width, height = size
+    frame, faces = _faces_frame(width, height, px, seed=px + width)
+    schedule = DetectionSchedule(min_face)
+    plan = schedule.plan(width, height, still=True)
+    assert plan.protected_px <= min_face
+    dets = detector.detect_regions(frame, schedule.regions(width, height, still=True))
+    missed = [(i, round(max(_scores(dets, f), default=0.0), 2))
+              for i, f in enumerate(faces) if not _found(dets, f)]
+    assert not missed, (f"{px} px faces at {width}x{height}, min_face_px {min_face} "
+                        f"(fine scale {plan.fine_scale:.2f}): missed (face, best score) "
+                        f"{missed}; start threshold {START}")
+
+
+@pytest.mark.parametrize("px", [12, 14])
+def test_one_whole_frame_pass_at_448_misses_small_faces(detector, px):
+    """Why the policy matters: the old single pass (448 px long side) finds none of them."""
+    width, height = 1280, 720
+    frame, faces = _faces_frame(width, height, px, seed=7 * px)
+    coarse = Region(0, 0, width, height, coarse_scale_for(width, height, 448), "coarse")
+    dets = detector.detect_regions(frame, [coarse])
+    assert not [f for f in faces if matches(dets.xyxy, f)]
+
+
+# -- 2. tiles ----------------------------------------------------------------------------
+
+
+def _neighbours(tiles):
+    """Pairs of tiles next to each other in the grid: same row and next column, or same
+    column and next row."""
+    xs = sorted({t.x0 for t in tiles})
+    ys = sorted({t.y0 for t in tiles})
+    by = {(t.x0, t.y0): t for t in tiles}
+    for t in tiles:
+        i, j = xs.index(t.x0), ys.index(t.y0)
+        if i + 1 < len(xs):
+            yield "x", t, by[(xs[i + 1], t.y0)]
+        if j + 1 < len(ys):
+            yield "y", t, by[(t.x0, ys[j + 1])]
+
+
+@pytest.mark.parametrize("size", [(1280, 720), (1920, 1080), (960, 540), (640, 360),
+                                  (3840, 2160), (8192, 6144)])
+@pytest.mark.parametrize("still", [False, True], ids=["video", "still"])
+@pytest.mark.parametrize("min_face", [8, 12, 20])
+def test_tiles_cover_the_frame_and_neighbours_overlap(size, still, min_face):
+    width, height = size
+    schedule = DetectionSchedule(min_face, period=6)
+    plan = schedule.plan(width, height, still=still)
+    if not plan.tiles:  # the whole-frame pass already sees the smallest face
+        assert plan.coarse_scale >= plan.fine_scale
+        return
+    tiles = plan.tiles
+    assert len({(t.x0, t.y0) for t in tiles}) == len(tiles)
+    assert all(t.kind == "fine" and t.scale == plan.fine_scale for t in tiles)
+    covered = np.zeros((height, width), bool)
+    for t in tiles:
+        assert 0 <= t.x0 < t.x1 <= width and 0 <= t.y0 < t.y1 <= height
+        covered[t.y0:t.y1, t.x0:t.x1] = True
+    assert covered.all(), f"{(~covered).sum()} pixels in no tile"
+    need = overlap_for(plan.coarse_scale, plan.fine_scale)
+    for axis, a, b in _neighbours(tiles):
+        got = a.x1 - b.x0 if axis == "x" else a.y1 - b.y0
+        assert got >= need, f"{axis} neighbours {a} {b} overlap {got} < {need}"
+    if still:
+        assert all(t.input_size[0] <= STILL_TILE[0] and t.input_size[1] <= STILL_TILE[1]
+                   for t in tiles)
+    else:
+        assert len(tiles) <= schedule.period
+        # one tile a frame: every tile comes round within the period
+        seen = set()
+        for _ in range(plan.period):
+            regions = schedule.regions(width, height)
+            assert regions[0] == Region(0, 0, width, height, plan.coarse_scale, "coarse")
+            seen.update(r for r in regions if r.kind == "fine")
+        assert seen == set(tiles)
+
+
+def test_the_overlap_holds_the_largest_face_only_the_fine_pass_finds():
+    for width, height in ((1280, 720), (1920, 1080)):
+        plan = DetectionSchedule(12).plan(width, height)
+        largest = 12 / plan.coarse_scale  # bigger faces the coarse pass finds itself
+        assert overlap_for(plan.coarse_scale, plan.fine_scale) >= largest
+
+
+@pytest.mark.parametrize("px", [20, 32])
+def test_a_face_across_a_tile_border_is_found_once(detector, px):
+    width, height = 1280, 720
+    schedule = DetectionSchedule(12)
+    plan = schedule.plan(width, height)
+    a, b = plan.tiles[0], plan.tiles[1]  # left and right neighbours on the top row
+    assert a.y0 == b.y0 and b.x0 < a.x1
+    patch = astronaut_face(px, margin=1.5)
+    for k, x in enumerate(np.linspace(b.x0 - px / 2, a.x1 - px / 2, 5)):
+        frame = background(width, height, seed=100 + k)
+        face = paste(frame, patch, float(x), 150.0)
+        for regions in ([a, b], schedule.regions(width, height, still=True)):
+            dets = detector.detect_regions(frame, regions)
+            assert _found(dets, face), f"face at x {x:.0f} not found in {regions}"
+            n = matches(dets.xyxy, face)
+            assert n == 1, f"face at x {x:.0f} (tile border {b.x0}-{a.x1}): {n} boxes"
+            # no other box lies on the face either (a fragment a tile's edge cut off)
+            cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+            on_face = [bx for bx in dets.xyxy
+                       if bx[0] <= cx <= bx[2] and bx[1] <= cy <= bx[3]]
+            assert len(on_face) == 1, on_face
+
+
+def test_merge_detections_keeps_one_box_per_face():
+    face = [100, 100, 130, 136]
+    other = [400, 100, 430, 136]
+    dets = Detections(
+        np.array([face, [101, 99, 131, 137],  # the same face from the next tile
+                  [100, 100, 118, 136],  # its left part, where a tile's edge cut it
+                  other], np.float32),
+        confidence=[0.6, 0.8, 0.3, 0.5],
+        origin=[0, 1, 0, 0],
+    )
+    out = merge_detections(dets)
+    assert len(out) == 2
+    assert matches(out.xyxy, face) == 1 and matches(out.xyxy, other) == 1
+    kept = next(i for i, b in enumerate(out.xyxy) if iou(b, face) > 0.3)
+    assert out.confidence[kept] == pytest.approx(0.8)  # the best score is kept
+    assert out.origin[kept] == ORIGIN_REFINED  # with its origin
+    # a small face inside a large one's box is a face of its own, not a fragment
+    big = Detections(np.array([[0, 0, 300, 300], [100, 100, 120, 120]], np.float32),
+                     confidence=[0.9, 0.5])
+    assert len(merge_detections(big)) == 2
+
+
+# -- 3. refinement crops -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("index", "px"), [(0, 18), (14, 18), (11, 16)])
+def test_refinement_crops_follow_a_moving_small_face(detector, index, px):
+    """An LFW face of 16-18 px crossing a 1280x720 frame at 6 px a frame: once its track
+    exists it is re-detected in every frame (never only held), in its refinement crop
+    where this frame's fine tile does not hold it, and the track keeps its id."""
+    width, height = 1280, 720
+    schedule = schedule_for(SETTINGS)
+    tracker = Tracker(SETTINGS.tracker)
+    tracker.new_track_threshold = START
+    patch = lfw_face(index, px)
+    bg = background(width, height, seed=index)
+    track_id = None
+    refined = 0
+    log = []
+    for i in range(24):
+        frame = bg.copy()
+        face = paste(frame, patch, 300 + 6 * i, 200 + 2 * i)
+        regions = schedule.regions(width, height, tracker.tracks, lead=1.0)
+        dets = detector.detect_regions(frame, regions)
+        tracks = tracker.update(dets, (width, height))
+        mine = [t for t in tracks if iou(t.box, face) > 0.3]
+        if track_id is None:
+            if mine:
+                track_id = mine[0].track_id
+                born = i
+            continue
+        tile = next((r for r in regions if r.kind == "fine"), None)
+        in_tile = tile is not None and tile.x0 <= face[0] and tile.y0 <= face[1] and \
+            face[2] <= tile.x1 and face[3] <= tile.y1
+        hit = [k for k, b in enumerate(dets.xyxy) if iou(b, face) > 0.3]
+        log.append((i, [round(float(dets.confidence[k]), 2) for k in hit],
+                    [int(dets.origin[k]) for k in hit], in_tile))
+        assert hit, f"frame {i}: face not re-detected; regions {regions}; so far {log}"
+        assert dets.confidence[hit[0]] >= CONTINUE
+        if not in_tile:
+            assert dets.origin[hit[0]] == ORIGIN_REFINED, log
+            refined += 1
+        t = next(t for t in tracks if t.track_id == track_id)
+        assert not t.held_over, f"frame {i}: track only held; {log}"
+        assert iou(t.box, face) > 0.3
+        assert len(mine) == 1 and mine[0].track_id == track_id
+    assert track_id is not None, "the face was never found"
+    assert born < schedule.plan(width, height).period  # found within one fine period
+    assert refined >= 10
