@@ -51,10 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("-o", "--output", metavar="OUTPUT",
                       help="output file (one input) or folder; default <name>_masked.<ext> "
                       "beside the input")
-    proc.add_argument("--mask", choices=["solid", "pixelate", "blur", "image"],
+    proc.add_argument("--mask", choices=["solid", "pixelate", "blur", "image", "replace"],
                       help="mask type (default from config: pixelate)")
     proc.add_argument("--mask-image", metavar="PATH",
                       help="image for --mask image (PNG with alpha)")
+    proc.add_argument("--replace-face", metavar="PATH|demo",
+                      help="for --mask replace: a .dfm model, an inswapper .onnx model, a face "
+                      "photo, or demo (the face in scikit-image's camera photo)")
+    proc.add_argument("--source-face", metavar="PHOTO",
+                      help="inswapper models: the photo whose face gives the identity")
+    proc.add_argument("--recognition-model", metavar="PATH",
+                      help="inswapper models: the ArcFace ONNX model for --source-face")
     proc.add_argument("--mask-shape", choices=["ellipse", "box"], help="mask shape")
     proc.add_argument("--mask-scale", type=float, metavar="S", help="mask size vs face box")
     proc.add_argument("--blur-strength", type=float, metavar="K", help="blur strength 0.05-1")

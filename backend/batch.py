@@ -40,6 +40,9 @@ _FLAG_KEYS = {
     "keep_audio": "output.keep_audio",
     "provider": "detector.provider",
     "precision": "detector.precision",
+    "replace_face": "mask.replace_face",
+    "source_face": "mask.source_face",
+    "recognition_model": "mask.recognition_model",
 }
 
 
@@ -614,6 +617,10 @@ def run_process(args) -> int:
     runner: BatchRunner | None = None
     try:
         settings = _settings_from_args(args)
+        # a refused replacement model stops here: no frame read, no output folder made
+        from backend.replace import prepare_run
+
+        prepare_run(settings)
         plan = plan_jobs(args.inputs, args.output)
         if args.boxes:
             bpath = Path(args.boxes)
@@ -629,7 +636,10 @@ def run_process(args) -> int:
         total = JobStats()
         done = 0
         t0 = time.perf_counter()
+        from backend.replace import COUNTS
+
         for job in plan.jobs:
+            fell_back0 = COUNTS.snapshot()[1]
             try:
                 st = runner.run_job(job)
             except InputError as exc:
@@ -643,8 +653,12 @@ def run_process(args) -> int:
             total.faces += st.faces
             total.fail_closed += st.fail_closed
             if not args.quiet:
+                # faces the replace mask could not replace were masked irreversibly instead
+                fell = (f", {COUNTS.snapshot()[1] - fell_back0} masked instead of replaced"
+                        if settings.mask.type == "replace" else "")
                 print(f"{job.output}: {st.frames} frames, {st.faces} faces, "
-                      f"{st.fail_closed} fail-closed, {st.frames / max(st.seconds, 1e-9):.1f} fps")
+                      f"{st.fail_closed} fail-closed{fell}, "
+                      f"{st.frames / max(st.seconds, 1e-9):.1f} fps")
         if boxes is not None:
             boxes.commit()
             boxes = None

@@ -166,11 +166,14 @@ def protection(schedule: DetectionSchedule | None, width: int, height: int, *,
                input_size: tuple[int, int] | None = None, long_side: int = 448,
                override: str = "", governor: FinePassGovernor | None = None) -> Protection:
     """The ``Protection`` of ``schedule`` on ``width`` x ``height`` frames; without a
-    schedule, of one whole-frame pass at ``input_size`` or ``long_side`` (an override)."""
+    schedule, of one whole-frame pass at ``input_size`` or ``long_side`` (an override).
+    Safe to call from any thread: ``schedule`` is only read."""
     if schedule is None:
         scale = coarse_scale_for(width, height, long_side, input_size)
         return Protection(RELIABLE_INPUT_PX / scale, 0, override or "explicit detector size")
-    plan = schedule.plan(width, height)
+    # planned on a copy: the live schedule's plan cache belongs to the detection thread
+    plan = DetectionSchedule(schedule.min_face_px, schedule.coarse_long_side, schedule.period,
+                             schedule.refine).plan(width, height)
     period = plan.period if plan.tiles else 0
     note = governor.note(period) if governor is not None else ""
     return Protection(plan.protected_px, period, "", note)

@@ -3,7 +3,8 @@
 ``PTIM_FAULTS`` holds ``;``-separated rules (frame numbers count calls from 1):
 
 - ``detect.raise=3,5``      the detector raises on calls 3 and 5
-- ``detect.stall=7:2.5``    call 7 sleeps 2.5 s before answering (past its deadline)
+- ``detect.stall=7:2.5``    call 7 sleeps 2.5 s before answering (past the live deadline;
+                            a file waits for it up to detector.hang_limit_s)
 - ``detect.nan=9``          call 9 returns a NaN box
 - ``detect.outside=11``     call 11 returns a box wholly outside the frame
 - ``source.fail=10+5``      reads 10..14 raise SourceReadError, then reads work again

@@ -111,7 +111,8 @@ class Track:
 
     ``box`` is the smoothed xyxy box for the current frame (float32, may extend past the
     frame edges); ``velocity`` is the box's change per frame (4,), used to predict and to
-    grow the mask while the face is not detected.
+    grow the mask while the face is not detected. ``landmarks`` are those of the latest
+    detection (stale while ``held_over``).
     """
 
     track_id: int
@@ -123,6 +124,9 @@ class Track:
     hits: int = 1  # frames in which it was detected
     exempt: bool = False  # shown unmasked: only ever set by an explicit user action
     origin: int = ORIGIN_DETECTED  # the pass that found its latest detection
+    # (5, 2) float32 frame-pixel points of the latest detection (eyes, nose, mouth
+    # corners), from the refinement crop when one found it; None when not known
+    landmarks: np.ndarray | None = None
 
     @property
     def held_over(self) -> bool:

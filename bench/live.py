@@ -3,9 +3,11 @@
 Runs ``MaskerApp`` (the same capture/process QThreads and preview widget as the app)
 on the offscreen Qt platform with the demo source (1280x720, 30 fps in, paced in real
 time) and prints output FPS, capture-to-painted latency p50/p95, dropped and fail-closed
-frames. Warm-up (model load, first frames) is excluded.
+frames, and the detection schedule (smallest protected face, fine-pass period, and whether
+it slowed because the machine could not keep up). Warm-up (model load, first frames) is
+excluded.
 
-    python bench/live.py [--seconds 20] [--warmup 4] [--dashboard]
+    python bench/live.py [--seconds 20] [--warmup 4] [--dashboard] [--fixed-period]
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20.0, help="measured time")
     ap.add_argument("--warmup", type=float, default=4.0, help="seconds ignored at the start")
     ap.add_argument("--dashboard", action="store_true", help="measure with Ctrl+P open")
+    ap.add_argument("--fixed-period", action="store_true",
+                    help="keep the fine pass at its setting (no slowing when busy)")
     args = ap.parse_args()
 
     import numpy as np
@@ -37,6 +41,9 @@ def main() -> int:
     app = QApplication([])
     data_dir = Path(tempfile.mkdtemp(prefix="ptim-live-"))
     ctl = MaskerApp(data_dir, source_spec="demo")
+    if args.fixed_period:
+        ctl.process_loop.governor = None
+    periods: list[int] = []
     ctl.window.resize(1280, 800)
     ctl.window.show()
     lat: list[float] = []
@@ -48,6 +55,9 @@ def main() -> int:
             now = time.perf_counter()
             lat.append((now - float(tag)) * 1000)
             painted_at.append(now)
+            sched = ctl._runner.schedule if ctl._runner is not None else None
+            if sched is not None:
+                periods.append(sched.period)
 
     ctl.window.preview.painted.connect(on_painted)
 
@@ -78,7 +88,17 @@ def main() -> int:
         print(f"fail-closed    {snap.fail_closed_frames - base.fail_closed_frames}")
         for name, st in snap.stages.items():
             print(f"stage {name:8s} p50 {st.p50_ms:5.1f} ms  p95 {st.p95_ms:5.1f} ms")
-        print(f"cpu {snap.cpu_percent:.0f}%  rss {snap.rss_mb:.0f} MB")
+        print(f"cpu {snap.cpu_percent:.0f}%  rss {snap.rss_mb:.0f} MB  load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        prot = ctl.current_protection()
+        if prot is not None:
+            fine = (f"fine pass every {prot.fine_period} frames (setting "
+                    f"{ctl.config.settings.detector.fine_period})" if prot.fine_period else
+                    f"no fine pass ({prot.override or 'not needed'})")
+            spread = (f", requested period {min(periods)}-{max(periods)} while measured"
+                      if periods else "")
+            print(f"schedule       smallest protected face {prot.protected_px:.0f} px, {fine}"
+                  f"{spread}{'; ' + prot.note if prot.note else ''}")
         ctl.shutdown()
         app.quit()
 

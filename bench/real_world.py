@@ -693,6 +693,7 @@ def run_tool(tool: str, inputs: Sequence[Path], folder: Path,
     print(f"$ {show(shown)}" + (f"  (+{len(media) - 1} more inputs)" if len(media) > 1 else ""),
           flush=True)
     res = run_timed(cmd, echo=False)
+    print(f"  {tool}: {res.seconds:.1f} s (load average {os.getloadavg()[0]:.2f})", flush=True)
     missing = [o for o in outputs.values() if not o.is_file()]
     if missing:
         print(f"  {tool}: {len(missing)} output(s) missing, e.g. {missing[0].name}")

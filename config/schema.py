@@ -145,7 +145,8 @@ class TrackerSettings(_Section):
     )
 
 
-MaskType = Literal["solid", "pixelate", "blur", "image"]
+MaskType = Literal["solid", "pixelate", "blur", "image", "replace"]
+ReplaceTemplate = Literal["auto", "whole_face", "dfl_whole_face", "full_face"]
 MaskShape = Literal["ellipse", "box"]
 
 
@@ -153,7 +154,8 @@ class MaskSettings(_Section):
     """How faces are hidden."""
 
     type: MaskType = Field(
-        "pixelate", title="Mask", description="solid, pixelate (mosaic), blur or image.",
+        "pixelate", title="Mask",
+        description="solid, pixelate (mosaic), blur, image or replace (another face).",
     )
     shape: MaskShape = Field("ellipse", title="Shape", description="ellipse or box.")
     scale: float = Field(
@@ -180,6 +182,58 @@ class MaskSettings(_Section):
         "pixelate", title="Fail-closed style",
         description="How a whole frame is obscured when its detection is missing.",
     )
+    replace_face: str = Field(
+        "", title="Replacement face",
+        description="For the replace mask: a DFM model (.dfm), an inswapper ONNX model, a "
+        "face photo (.jpg/.png) or 'demo' (the face in scikit-image's camera photo).",
+    )
+    replace_morph: float = Field(
+        0.75, ge=0.0, le=1.0, title="Morph",
+        description="DFM models with a morph input: how far towards the model's face.",
+    )
+    source_face: str = Field(
+        "", title="Source face photo",
+        description="inswapper models: the photo whose face gives the identity.",
+    )
+    recognition_model: str = Field(
+        "", title="Recognition model",
+        description="inswapper models: the ArcFace ONNX model that turns the source photo "
+        "into its 512-d identity embedding.",
+    )
+    replace_template: ReplaceTemplate = Field(
+        "auto", title="Face template",
+        description="Where the 5 landmarks sit in the crop (DFM and photo): auto = the "
+        "format's own (DFM: DeepFaceLive whole face; photo: full face); inswapper always "
+        "uses the ArcFace template.",
+    )
+    replace_coverage: float = Field(
+        1.0, ge=0.5, le=2.0, title="Coverage",
+        description="Scale of the crop around the template (DFM and photo): above 1 shows "
+        "the model more of the head, below 1 less.",
+    )
+    replace_erode: float = Field(
+        2.0, ge=0.0, le=40.0, title="Mask erode (px)",
+        description="Shrink the face mask by this many pixels of a 224 px crop.",
+    )
+    replace_blur: float = Field(
+        6.25, ge=0.0, le=50.0, title="Mask blur (px)",
+        description="Gaussian blur (sigma) of the face mask edge, in pixels of a 224 px "
+        "crop.",
+    )
+    replace_color_transfer: Literal["auto", "none", "rct"] = Field(
+        "auto", title="Colour transfer",
+        description="Match the new face's colours to the old one inside the mask: auto = "
+        "rct for photos, none for models.",
+    )
+    replace_opacity: float = Field(
+        1.0, ge=0.0, le=1.0, title="Opacity",
+        description="How much of the replacement face is shown (1 = all of it).",
+    )
+    replace_models_dir: str = Field(
+        "", title="Models folder",
+        description="The folder the app lists replacement models and photos from "
+        "(remembered from the last file picked).",
+    )
 
     @field_validator("color")
     @classmethod
@@ -195,6 +249,11 @@ class OutputSettings(_Section):
     keep_audio: bool = Field(False, title="Keep audio", description="Copy the input's audio.")
     crf: int = Field(23, ge=0, le=51, title="Quality (CRF)", description="H.264 quality.")
     preset: str = Field("veryfast", title="Encoder preset", description="libx264 preset.")
+    disclosure_label: bool = Field(
+        True, title="Synthetic face label",
+        description="Draw 'synthetic face' near the bottom-left of every frame with a "
+        "replaced face (false only by an explicit choice; the log says so once per run).",
+    )
 
     @field_validator("preset")
     @classmethod

@@ -56,7 +56,8 @@ SECTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "mask",
         "Mask",
         ("type", "shape", "scale", "pixel_blocks", "blur_strength", "feather", "image_path",
-         "color"),
+         "color", "replace_face", "source_face", "recognition_model", "replace_morph",
+         "replace_color_transfer", "replace_opacity"),
     ),
     ("output", "Output", ("keep_audio",)),
     ("performance", "Performance", ("memory_warning_mb", "memory_critical_mb")),
@@ -68,11 +69,18 @@ _MASK_TYPE_FIELDS = {
     "mask.blur_strength": "blur",
     "mask.image_path": "image",
     "mask.color": "solid",
+    "mask.replace_face": "replace",
+    "mask.source_face": "replace",
+    "mask.recognition_model": "replace",
+    "mask.replace_morph": "replace",
+    "mask.replace_color_transfer": "replace",
+    "mask.replace_opacity": "replace",
 }
+REPLACE_FILTER = ("Face models and photos (*.dfm *.onnx *.png *.jpg *.jpeg *.bmp *.webp);;"
+                  "All files (*)")
 
 # Spin boxes whose schema range would give a step that is useless to a person.
 _SPIN_STEP = {"detector.min_face_px": (1.0, 0)}
-_SUFFIX = {"detector.min_face_px": " px", "detector.fine_period": " frames"}
 # Detector fields that only apply while the schedule runs (model quality auto, size auto).
 _SCHEDULE_FIELDS = ("detector.min_face_px", "detector.fine_period")
 _SCHEDULE_OFF_TIP = ("Not applied: quality.model_quality or detector.input_size is set "
@@ -151,6 +159,7 @@ class ControlPanel(QWidget):
         self._bindings: dict[str, _Binding] = {}
         self._pending: dict[str, Any] = {}
         self._color: tuple[int, int, int] = (0, 0, 0)
+        self._models_dir = ""  # where the replacement picker opens (mask.replace_models_dir)
         self._size_value = ""
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -186,6 +195,7 @@ class ControlPanel(QWidget):
             value = getattr(getattr(settings, section), name)
             with QSignalBlocker(binding.widget):
                 binding.set_value(value)
+        self._models_dir = settings.mask.replace_models_dir
         self._update_mask_rows(settings.mask.type)
         self._update_schedule_rows()
 
@@ -325,6 +335,9 @@ class ControlPanel(QWidget):
             "detector.input_size": self._make_size_combo,
             "mask.image_path": self._make_image_path,
             "mask.color": self._make_color_button,
+            "mask.replace_face": self._make_replace_path,
+            "mask.source_face": self._make_replace_path,
+            "mask.recognition_model": self._make_replace_path,
         }
         for entry in fields:
             key = entry if "." in entry else f"{section}.{entry}"
@@ -367,7 +380,6 @@ class ControlPanel(QWidget):
             spin = QSpinBox()
             spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None
                           else 2**31 - 1)
-            spin.setSuffix(_SUFFIX.get(key, ""))
             spin.valueChanged.connect(lambda v, k=key: self._emit_later(k, int(v)))
             return _Binding(key, spin, spin, lambda v, s=spin: s.setValue(int(v)), spin.value)
         if ann is float:
@@ -377,7 +389,6 @@ class ControlPanel(QWidget):
             dspin = QDoubleSpinBox()
             step, decimals = _SPIN_STEP.get(key) or _float_step(lo_f, hi_f)
             dspin.setDecimals(decimals)
-            dspin.setSuffix(_SUFFIX.get(key, ""))
             dspin.setRange(lo_f, hi_f)
             dspin.setSingleStep(step)
             dspin.valueChanged.connect(lambda v, k=key: self._emit_later(k, float(v)))
@@ -422,6 +433,25 @@ class ControlPanel(QWidget):
         layout.addWidget(edit, 1)
         layout.addWidget(browse)
         self._image_browse = browse
+        return _Binding(key, edit, row, lambda v, e=edit: e.setText(str(v)), edit.text)
+
+    def _make_replace_path(self, key: str, field: FieldInfo) -> _Binding:
+        """A path with a picker that opens in the remembered models folder."""
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        edit = QLineEdit()
+        edit.setPlaceholderText("demo, or a .dfm / .onnx model or face photo"
+                                if key == "mask.replace_face" else "none")
+        edit.editingFinished.connect(lambda k=key, e=edit: self._on_text_committed(k, e))
+        browse = QPushButton("Browse...")
+        browse.setToolTip(field.description or "")
+        browse.clicked.connect(
+            lambda _c=False, k=key, e=edit: self._on_replace_browse_clicked(k, e))
+        layout.addWidget(edit, 1)
+        layout.addWidget(browse)
+        if key == "mask.replace_face":
+            self._replace_browse = browse
         return _Binding(key, edit, row, lambda v, e=edit: e.setText(str(v)), edit.text)
 
     def _make_color_button(self, key: str, field: FieldInfo) -> _Binding:
@@ -511,6 +541,20 @@ class ControlPanel(QWidget):
         if path:
             edit.setText(path)
             self._emit_now(key, path)
+
+    def pick_replace_file(self, key: str, path: str) -> None:
+        """Use ``path`` for ``key`` as if picked, remembering its folder (tests call this)."""
+        binding = self._bindings[key]
+        binding.set_value(path)
+        self._pending["mask.replace_models_dir"] = os.path.dirname(path)  # one emit for both
+        self._emit_now(key, path)
+
+    def _on_replace_browse_clicked(self, key: str, edit: QLineEdit) -> None:
+        start = edit.text() if os.path.sep in edit.text() else self._models_dir
+        path, _ = QFileDialog.getOpenFileName(self, "Choose replacement face", start,
+                                              REPLACE_FILTER)
+        if path:
+            self.pick_replace_file(key, path)
 
     def _on_color_button_clicked(self, key: str) -> None:
         color = QColorDialog.getColor(_bgr_to_qcolor(self._color), self, "Solid mask colour")

@@ -68,7 +68,7 @@ class MaskerApp(QObject):
         self.data_dir = data_dir
         # a broken user YAML must not stop the app: defaults run and the status bar says why
         self.config = ConfigManager(data_dir, tolerate_bad_file=True, stats=STATS)
-        settings = self.config.settings
+        settings = self._usable_replace(self.config.settings)
         self.pool = make_pool(settings.performance.gpu_memory_pool_size_mb)
         self.metrics = Metrics(pool=self.pool, errors=STATS)
         self.pipeline = Pipeline(settings, pool=self.pool, metrics=self.metrics, errors=STATS)
@@ -132,6 +132,8 @@ class MaskerApp(QObject):
         self._stats_timer.start()
         if self.config.last_error:
             self.window.show_status(f"Config not applied: {self.config.last_error}", error=True)
+        if getattr(self, "_startup_note", None):
+            self.window.show_status(self._startup_note, error=True)
 
     def shutdown(self) -> None:
         """Stop recording, workers and the watcher; idempotent."""
@@ -286,7 +288,67 @@ class MaskerApp(QObject):
             self.process_loop.reprocess_last()
 
     # -- config ---------------------------------------------------------------------------
+    def _usable_replace(self, settings: Settings) -> Settings:
+        """``settings``, or with the default mask when its replacement source is refused
+        (a model moved away since last time must not stop the app; the status says why)."""
+        from backend.replace import ReplaceError, disclosure, validate
+
+        disclosure.set_label(settings.output.disclosure_label,
+                             say=settings.mask.type == "replace")
+        if settings.mask.type != "replace":
+            return settings
+        try:
+            validate(settings.mask)
+        except ReplaceError as exc:
+            self._startup_note = f"Face replacement off: {exc}"
+            return self.config.update({"mask.type": "pixelate"})
+        return settings
+
+    def _replace_refused(self, changes: dict) -> bool:
+        """Check a replacement source before it is used; True (status shown) when refused."""
+        from backend.replace import ReplaceError, validate
+
+        mask = self.config.settings.mask
+        update = {k.split(".", 1)[1]: v for k, v in changes.items() if k.startswith("mask.")}
+        cand = mask.model_copy(update=update)
+        watched = ("type", "replace_face", "source_face", "recognition_model", "replace_morph")
+        if cand.type != "replace" or not any(k in update for k in watched):
+            return False
+        try:
+            validate(cand)  # loads once per file (cached for the pipeline)
+        except ReplaceError as exc:
+            self.window.show_status(str(exc), error=True)
+            self.window.controls.set_settings(self.config.settings)
+            return True
+        self._remind_consent()
+        return False
+
+    def _remind_consent(self) -> None:
+        """Before the first use of a replacement: the one-line reminder, dismissed once."""
+        from PyQt6.QtWidgets import QMessageBox
+
+        from backend.replace import disclosure
+
+        marker = self.data_dir / "replace_reminder_dismissed"
+        if marker.exists() or getattr(self, "_reminder", None) is not None:
+            return
+        box = QMessageBox(QMessageBox.Icon.Information, "Face replacement",
+                          disclosure.CONSENT_REMINDER, QMessageBox.StandardButton.Ok,
+                          self.window)
+        box.setModal(False)  # never blocks the preview
+
+        def dismissed(_result: int) -> None:
+            with contextlib.suppress(OSError):
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.write_text("dismissed\n", encoding="utf-8")
+
+        box.finished.connect(dismissed)
+        self._reminder = box
+        box.open()
+
     def _on_controls_changed(self, changes: dict) -> None:
+        if self._replace_refused(changes):
+            return
         try:
             new = self.config.update(changes)
         except PtimError as exc:
@@ -305,10 +367,17 @@ class MaskerApp(QObject):
         self.window.show_status("Config reloaded")
 
     def _apply(self, new: Settings) -> None:
+        from backend.replace import ReplaceError, disclosure
+
         old = self.pipeline.settings
         if new == old:
             return
-        self.pipeline.apply_settings(new)
+        disclosure.set_label(new.output.disclosure_label, say=new.mask.type == "replace")
+        try:
+            self.pipeline.apply_settings(new)
+        except ReplaceError as exc:  # e.g. a hot-reloaded YAML naming a bad model
+            self.window.show_status(f"Mask not changed: {exc}", error=True)
+            return
         if self.detector is not None:
             self.detector.threshold = detect_threshold(new)
             size, long_side = detector_size(new)

@@ -317,12 +317,15 @@ class CenterFaceDetector:
                     cv2.resize(img, (sw, sh), dst=resized, interpolation=cv2.INTER_LINEAR)
                 fill_tensor(tensor, resized, sw, sh)
                 outputs = self._run(tensor)
+                # the outputs are bound buffers that the next run overwrites: decode them
+                # before another thread (the second pass's crops) may run
+                heatmap, scale, offset, landmarks = outputs[:4]
+                stride = self._stride(heatmap, pw, ph)
+                boxes, pts, scores = decode(heatmap, scale, offset, landmarks, self._threshold,
+                                            stride)
             finally:
                 for buf in held:
                     self._release(buf)
-        heatmap, scale, offset, landmarks = outputs[:4]
-        stride = self._stride(heatmap, pw, ph)
-        boxes, pts, scores = decode(heatmap, scale, offset, landmarks, self._threshold, stride)
         if len(boxes) == 0:
             return Detections.empty()
         keep = nms(boxes, scores, self.nms_iou)

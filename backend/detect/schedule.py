@@ -24,14 +24,18 @@ import numpy as np
 
 from backend.types import Detections, Track
 
-# Measured with bench/face_scale.py on the real photos: at threshold 0.25 CenterFace finds
-# 98% of faces 12-16 px tall at its input and 99% above, but 87% of 8-12 px and 19% of 4-8 px.
-RELIABLE_INPUT_PX = 12.0
+# Measured with bench/face_scale.py: on the real photos at threshold 0.25 CenterFace finds
+# 87% of faces 8-12 px tall at its input, 98% of 12-16 px, 99% above; pasted astronaut
+# faces score 0.1-0.4 at 12 px and 0.45-0.65 at 16 px. So a face is sought at 16 px.
+RELIABLE_INPUT_PX = 16.0
 # Upsampling past this adds pixels without adding detail the network can use.
 MAX_FINE_SCALE = 2.0
 # A refinement crop shows its face at about this many input pixels: large enough to be
 # found when blurred, small enough that a crop costs little.
 REFINE_FACE_PX = 48.0
+# A still image is also examined at scales this many times coarser than the fine one, down
+# to the coarse pass, so a large face in a very large photo is seen whole, not in pieces.
+STILL_LEVEL_STEP = 4.0
 # Fine tiles of a still image stay within this input size, so memory is bounded whatever
 # the photo's size.
 STILL_TILE = (1024, 1024)
@@ -121,7 +125,7 @@ def tiles_for_period(width: int, height: int, scale: float, period: int,
             if n > period or n < max(1, period - 2):
                 continue
             # prefer the count asked for, then square tiles (the least overlap and padding)
-            cost = (period - n) * 10 + abs(math.log(aspect * rows / cols))
+            cost = (period - n) * 0.3 + abs(math.log(aspect * rows / cols))
             if best is None or cost < best[0]:
                 best = (cost, cols, rows)
     assert best is not None
@@ -139,16 +143,30 @@ def tiles_bounded(width: int, height: int, scale: float, overlap: int,
     return _grid(width, height, cols, rows, ov, scale, "fine")
 
 
-def _quantized_scale(target: float, fine: float) -> float:
-    """``fine`` times a power of 1/sqrt(2), the largest not above ``target`` (so crops at
+def still_levels(width: int, height: int, coarse: float, fine: float) -> list[Region]:
+    """Tiles for a still image: the fine scale, then every ``STILL_LEVEL_STEP`` times
+    coarser down to the coarse pass, each level in bounded overlapping tiles, so a face of
+    any size lies whole, at a size the network finds, in at least one tile."""
+    levels = [fine]
+    while levels[-1] / STILL_LEVEL_STEP > coarse * 1.5:
+        levels.append(levels[-1] / STILL_LEVEL_STEP)
+    tiles: list[Region] = []
+    for k, scale in enumerate(levels):
+        coarser = levels[k + 1] if k + 1 < len(levels) else coarse
+        tiles.extend(tiles_bounded(width, height, scale, overlap_for(coarser, scale)))
+    return tiles
+
+
+def _quantized_scale(target: float, top: float = MAX_FINE_SCALE) -> float:
+    """``top`` times a power of 1/sqrt(2), the largest not above ``target`` (so crops at
     similar scales can merge)."""
-    if target >= fine:
-        return fine
-    k = math.ceil(2 * math.log2(fine / target))
-    return fine * 2 ** (-k / 2)
+    if target >= top:
+        return top
+    k = math.ceil(2 * math.log2(top / target))
+    return top * 2 ** (-k / 2)
 
 
-def refine_regions(tracks: list[Track], width: int, height: int, fine_scale: float,
+def refine_regions(tracks: list[Track], width: int, height: int,
                    lead: float = 1.0) -> list[Region]:
     """A crop around each track's face where it is expected ``lead`` frames after the
     track's box, at a scale that shows the face at about ``REFINE_FACE_PX`` input pixels.
@@ -172,7 +190,9 @@ def refine_regions(tracks: list[Track], width: int, height: int, fine_scale: flo
         x1, y1 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
         if x1 - x0 < 2 or y1 - y0 < 2:
             continue
-        scale = _quantized_scale(REFINE_FACE_PX / size, fine_scale)
+        # magnified up to MAX_FINE_SCALE: a small face is re-detected larger than the fine
+        # pass saw it (blur and all), a large one at the few pixels it needs
+        scale = _quantized_scale(REFINE_FACE_PX / size)
         regions.append(Region(x0, y0, x1, y1, scale, "refine"))
     return merge_regions(regions)
 
@@ -205,11 +225,13 @@ def merge_detections(dets: Detections, iou: float = 0.3, contained: float = 0.8,
                      max_size_ratio: float = 3.0) -> Detections:
     """One box per face from the boxes of overlapping regions.
 
-    Greedy, highest score first: a box whose IoU with a kept box is ``>= iou`` is merged
-    into it (the kept box grows to hold both: a tile's edge may have cut the higher-scoring
-    one short, and a mask must never shrink below a face); a box with at least
-    ``contained`` of it inside a kept box at most ``max_size_ratio`` times its size is
-    dropped (the part of a face that a tile's edge cut off).
+    Greedy, highest score first: a box whose IoU with a kept box is ``>= iou``, or that
+    holds at least ``contained`` of a kept box and is at most twice its size, is merged into
+    it (the kept box grows to hold both: a tile's edge may have cut the higher-scoring one
+    short, and a mask must never shrink below a face); one that holds a kept box and is 2 to
+    ``2 * max_size_ratio`` times its size is dropped (a loose coarse view of that face), and
+    so is one with at least ``contained`` of it inside a kept box at most
+    ``max_size_ratio`` times its size (the part of a face that a tile's edge cut off).
     """
     n = len(dets)
     if n <= 1:
@@ -236,11 +258,16 @@ def merge_detections(dets: Detections, iou: float = 0.3, contained: float = 0.8,
         inside = np.divide(inter, area[rest], out=np.zeros_like(inter), where=area[rest] > 0)
         ratio = np.sqrt(np.divide(area[i], area[rest], out=np.full_like(inter, np.inf),
                                   where=area[rest] > 0))
-        same = ov >= iou
+        # a box around the kept one is the same face: up to twice its size it is merged (the
+        # kept box may be a tile's cut-off part of it), larger it is the coarse pass's loose
+        # view of a small face the tiles found sharply, and dropped
+        around = np.divide(inter, area[i], out=np.zeros_like(inter), where=area[i] > 0)
+        same = (ov >= iou) | ((around >= contained) & (ratio >= 0.5))
+        loose = (around >= contained) & (ratio < 0.5) & (ratio >= 1 / (2 * max_size_ratio))
         if same.any():
             boxes = np.vstack([b[i], b[rest[same]]])
             grown[int(i)] = np.concatenate([boxes[:, :2].min(axis=0), boxes[:, 2:].max(axis=0)])
-        drop = same | ((inside >= contained) & (ratio <= max_size_ratio))
+        drop = same | loose | ((inside >= contained) & (ratio <= max_size_ratio))
         alive[rest[drop]] = False
     out = dets[np.asarray(keep, dtype=np.intp)]
     for row, i in enumerate(keep):
@@ -326,9 +353,11 @@ class DetectionSchedule:
                 coarse = fine  # a small frame: the whole of it at the fine scale costs little
             if fine > coarse:
                 ov = overlap_for(coarse, fine)
-                # a tile costs no less than a coarse pass: fewer, larger tiles on small frames
-                period = min(self.period, math.ceil(full / ((width * coarse) * (height * coarse))))
-                tiles = (tiles_bounded(width, height, fine, ov) if still else
+                # a tile costs no less than half a coarse pass (per-run overhead): fewer,
+                # larger tiles on small frames
+                period = min(self.period,
+                             math.ceil(2 * full / ((width * coarse) * (height * coarse))))
+                tiles = (still_levels(width, height, coarse, fine) if still else
                          tiles_for_period(width, height, fine, period, ov))
             plan = SchedulePlan(int(width), int(height), self.min_face_px, coarse, fine,
                                 tuple(tiles), self.refine and not still)
@@ -345,8 +374,7 @@ class DetectionSchedule:
             out.extend(plan.tiles if still else [plan.tiles[self._count % len(plan.tiles)]])
         self._count += 1
         if plan.refine and tracks:
-            fine = max(plan.fine_scale, plan.coarse_scale)
-            for r in refine_regions(tracks, int(width), int(height), fine, lead):
+            for r in refine_regions(tracks, int(width), int(height), lead):
                 # a crop inside this frame's tile, seen at least as closely, adds nothing
                 if not any(t.contains(r) and t.scale >= r.scale for t in out[1:]):
                     out.append(r)

@@ -37,11 +37,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from backend.errors import STATS, Category, Strategy, UsageError
+from backend.memory import MemoryPool, Priority
 
 if TYPE_CHECKING:  # heavy imports stay lazy: importing backend.detect must be cheap
     import onnx
-
-    from backend.memory import MemoryPool
 
 log = logging.getLogger("ptim.detect")
 
@@ -124,9 +123,8 @@ class BoundRunner:
         self._finalizer = weakref.finalize(self, _release_all, pool, self._held)
 
     def run(self, tensor: np.ndarray) -> list[np.ndarray]:
-        """Outputs of the session for ``tensor`` (C-contiguous); onnxruntime errors propagate."""
-        from backend.memory import Priority
-
+        """Outputs of the session for ``tensor`` (C-contiguous); onnxruntime errors and
+        PoolExhausted propagate. One call at a time (the detector holds its lock)."""
         _release_all(self._pool, self._held)
         shape = tuple(tensor.shape)
         known = self._shapes.pop(shape, None)

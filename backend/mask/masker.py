@@ -19,11 +19,13 @@ import cv2
 import numpy as np
 
 from backend.mask.image import MaskImage, load_mask_image
+from backend.replace import FaceReplacer
 from backend.types import Track
 from config.schema import MaskSettings
 
 MASK_TYPES: tuple[str, ...] = ("pixelate", "solid", "blur", "image")
-"""Mask types in the order the UI cycles through them."""
+"""Mask types in the order the UI cycles through them (replace is chosen with its model,
+never by cycling: it needs a file that is checked first)."""
 
 FAIL_CLOSED_BLOCKS = 16
 """Blocks (mosaic) or samples (blur) across the long side of a fail-closed frame."""
@@ -240,13 +242,26 @@ class Masker:
 
     def __init__(self, settings: MaskSettings | None = None) -> None:
         settings = settings or MaskSettings()
-        self._config: tuple[MaskSettings, MaskImage | None] = (settings, self._load(settings))
+        self._config: tuple[MaskSettings, MaskImage | FaceReplacer | None] = (
+            settings, self._load(settings))
         self._scratch = _Scratch()
 
     @staticmethod
-    def _load(settings: MaskSettings) -> MaskImage | None:
+    def _load(settings: MaskSettings) -> MaskImage | FaceReplacer | None:
+        from backend.replace import disclosure
+
+        disclosure.note_replacing(settings.type == "replace")
+        if settings.type == "replace":
+            # the model loads once per file (cached); a bad one is refused with one line
+            return FaceReplacer(settings)
         # only the image type needs the picture; a bad path is reported when it is chosen
         return load_mask_image(settings.image_path) if settings.type == "image" else None
+
+    @property
+    def replace_counts(self) -> tuple[int, int]:
+        """(faces replaced, faces masked instead) by this masker's current replacer."""
+        rep = self._config[1]
+        return (rep.replaced, rep.fell_back) if isinstance(rep, FaceReplacer) else (0, 0)
 
     @property
     def settings(self) -> MaskSettings:
@@ -256,7 +271,8 @@ class Masker:
     def apply_settings(self, settings: MaskSettings) -> None:
         """Use new settings from the next frame on.
 
-        Raises MaskImageError when the type is image and its picture cannot be loaded; the
+        Raises MaskImageError when the type is image and its picture cannot be loaded, or
+        ReplaceError when the type is replace and its model or photo is refused; the
         previous settings then stay in use.
         """
         self._config = (settings, self._load(settings))
@@ -266,10 +282,13 @@ class Masker:
         """Mask every non-exempt track on ``image`` (H, W, 3) uint8 BGR in place; return it.
 
         A track whose box is not finite cannot be located, so the whole frame is obscured
-        (fail closed) instead of guessing.
+        (fail closed) instead of guessing. Type replace: each face whose replacement fails
+        gets the irreversible ``fail_closed`` style (pixelate or solid) instead.
         """
         _check_image(image)
         settings, picture = self._config
+        if isinstance(picture, FaceReplacer):
+            return self._apply_replace(image, tracks, settings, picture)
         for track in tracks:
             if track.exempt:
                 continue
@@ -292,6 +311,27 @@ class Masker:
         return image
 
     # -- internals ----------------------------------------------------------------------
+    def _apply_replace(
+        self, image: np.ndarray, tracks: Sequence[Track], settings: MaskSettings,
+        replacer: FaceReplacer,
+    ) -> np.ndarray:
+        """Replace every non-exempt face; mask the ones that could not be replaced."""
+        shown = [t for t in tracks if not t.exempt]
+        boxes = [np.asarray(t.box, np.float64).reshape(4) for t in shown]
+        if not all(np.isfinite(b).all() for b in boxes):
+            self._obscure(image, settings)
+            return image
+        done = replacer.replace(image, shown)
+        # blur can be undone in part: a face that could not be replaced is hidden for good
+        style = "solid" if settings.fail_closed == "solid" else "pixelate"
+        fallback = settings.model_copy(update={"type": style})
+        for ok, box in zip(done, boxes, strict=True):
+            if not ok:
+                self._paint(image, complete_at_edges(box, image.shape[1], image.shape[0]),
+                            fallback, None)
+        replacer.draw_label(image)  # last, so no mask paints over it
+        return image
+
     @staticmethod
     def _obscure(image: np.ndarray, settings: MaskSettings) -> None:
         h, w = image.shape[:2]

@@ -284,8 +284,14 @@ class VideoRecorder:
             raise
 
     def _start(self, audio_path: Path | None, transcode: bool) -> None:
+        from backend.replace import disclosure
+
         opts = {"movflags": "+faststart"} if self._format in ("mp4", "mov") else {}
+        tags = disclosure.metadata()  # faces are being replaced: the file says so
+        if tags and opts:
+            opts["movflags"] += "+use_metadata_tags"  # mp4/mov drop custom keys otherwise
         self._out = av.open(os.fspath(self._tmp), "w", format=self._format, options=opts)
+        self._out.metadata.update(tags)
         rate = Fraction(self.fps).limit_denominator(100000)
         w, h = self.size
         self._video = add_h264_stream(

@@ -72,12 +72,40 @@ def _grow(box: np.ndarray, frac: float) -> np.ndarray:
                      box[2] + w * frac / 2, box[3] + h * frac / 2], np.float64)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(w, 0.0) * max(h, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every row of ``a`` (n, 4) with every row of ``b`` (m, 4)."""
+    w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    h = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(w, 0, None) * np.clip(h, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def _sizes(a: np.ndarray) -> np.ndarray:
+    return np.maximum(np.maximum(a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]), 1.0)
+
+
+def _norm_dist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Centre distance of every row of ``a`` to every row of ``b``, in the larger box size."""
+    ca = (a[:, :2] + a[:, 2:]) / 2
+    cb = (b[:, :2] + b[:, 2:]) / 2
+    d = np.linalg.norm(ca[:, None, :] - cb[None, :, :], axis=2)
+    return d / np.maximum(_sizes(a)[:, None], _sizes(b)[None, :])
+
+
+def _eligible(preds: np.ndarray, gates: np.ndarray, cands: np.ndarray,
+              claimed: np.ndarray) -> np.ndarray:
+    """(chains, candidates) mask: near enough, of a similar size, and held by no other track
+    in that frame."""
+    if not len(cands) or not len(preds):
+        return np.zeros((len(preds), len(cands)), bool)
+    ratio = _sizes(cands)[None, :] / _sizes(preds)[:, None]
+    free = np.ones(len(cands), bool) if not len(claimed) else \
+        _iou_matrix(cands, claimed).max(axis=1) < CLAIMED_IOU
+    return (ratio > 0.5) & (ratio < 2.0) & (_norm_dist(preds, cands) < gates[:, None]) \
+        & free[None, :]
 
 
 class _Chain:
@@ -223,54 +251,38 @@ class SecondPass:
         claimed = [np.asarray(t.box, np.float64) for t in held.result.tracks
                    if not t.held_over]
         claimed += [a.box for a in held.added if a.found]
+        claimed_arr = np.asarray(claimed, np.float64).reshape(-1, 4)
         own = held.detections.xyxy.astype(np.float64) if held.detections is not None \
             and len(held.detections) else np.zeros((0, 4))
-        cands = [own] * len(chains)
+        pred_arr = np.asarray(preds, np.float64).reshape(-1, 4)
+        gates = np.array([self.gate * (FIRST_SEARCH if c.wide else 1.0) for c in chains])
+        cands = own
+        ok = _eligible(pred_arr, gates, cands, claimed_arr)
+        n_own = len(own)
         if self.detect_crops is not None and held.original is not None:
-            for i, (c, pred) in enumerate(zip(chains, preds, strict=True)):
-                if self._pick(c, pred, own, claimed, []) is None:
-                    extra = self._redetect(held.original, pred, c.wide)
-                    if len(extra):
-                        cands[i] = np.concatenate([own, extra])
-        taken: list[np.ndarray] = []
+            extra = [self._redetect(held.original, preds[i], chains[i].wide)
+                     for i in np.nonzero(~ok.any(axis=1))[0]]
+            extra = [e for e in extra if len(e)]
+            if extra:
+                cands = np.concatenate([own, *extra])
+                ok = _eligible(pred_arr, gates, cands, claimed_arr)
         out: list[np.ndarray | None] = [None] * len(chains)
+        if not ok.any():
+            return out
+        dist = _norm_dist(pred_arr, cands)
+        same = _iou_matrix(cands, cands) >= CLAIMED_IOU
+        ci, di = np.nonzero(ok)
+        taken = np.zeros(len(cands), bool)
         # nearest pairs first, so two chains never collapse onto one face
-        pending = list(range(len(chains)))
-        while pending:
-            best = None
-            for i in pending:
-                pick = self._pick(chains[i], preds[i], cands[i], claimed, taken)
-                if pick is not None and (best is None or pick[1] < best[2]):
-                    best = (i, pick[0], pick[1])
-            if best is None:
-                break
-            i, box, _ = best
-            out[i] = box
-            taken.append(box)
-            pending.remove(i)
-            if cands[i] is not own:
+        for k in np.argsort(dist[ci, di], kind="stable"):
+            c, d = int(ci[k]), int(di[k])
+            if out[c] is not None or (same[d] & taken).any():
+                continue
+            out[c] = cands[d].copy()
+            taken[d] = True
+            if d >= n_own:
                 self.redetected += 1
         return out
-
-    def _pick(self, chain: _Chain, pred: np.ndarray, cands: np.ndarray,
-              claimed: list[np.ndarray], taken: list[np.ndarray]
-              ) -> tuple[np.ndarray, float] | None:
-        """The candidate nearest ``pred`` within the gate, with its distance, or None."""
-        size = _size(pred)
-        gate = self.gate * (FIRST_SEARCH if chain.wide else 1.0)
-        c = _centre(pred)
-        best, best_d = None, gate
-        for b in cands:
-            bs = _size(b)
-            if not 0.5 < bs / size < 2.0:
-                continue
-            if any(_iou(b, o) >= CLAIMED_IOU for o in claimed) or \
-                    any(_iou(b, o) >= CLAIMED_IOU for o in taken):
-                continue
-            d = float(np.hypot(*(_centre(b) - c))) / max(size, bs)
-            if d < best_d:
-                best, best_d = b, d
-        return None if best is None else (np.asarray(best, np.float64), best_d)
 
     def _redetect(self, original: np.ndarray, pred: np.ndarray, wide: bool) -> np.ndarray:
         """Boxes found in a crop of ``original`` around ``pred`` (none on failure)."""

@@ -59,6 +59,7 @@ class _State:
     hits: int = 1
     exempt: bool = False
     origin: int = 0
+    landmarks: np.ndarray | None = None  # (5, 2) of the last detection, frame pixels
 
     def predicted_core(self) -> np.ndarray:
         """Where the face itself is expected now (last detection moved along velocity)."""
@@ -75,6 +76,7 @@ class _State:
             hits=self.hits,
             exempt=self.exempt,
             origin=self.origin,
+            landmarks=None if self.landmarks is None else self.landmarks.astype(np.float32),
         )
 
 
@@ -242,7 +244,7 @@ class Tracker:
                     continue
                 held = _grown_box(s, st.growth_per_frame) if score < self.new_track_threshold \
                     else None
-                self._absorb(s, boxes[di], score, int(dets.origin[di]))
+                self._absorb(s, boxes[di], score, int(dets.origin[di]), dets.landmarks[di])
                 if held is not None:  # a weak detection may be a fragment: never mask less
                     s.box = union_box(s.box, held)  # than hold-over would (shown stays as is)
             matched_tracks = {ti for ti, _ in pairs} - set(weak)
@@ -260,13 +262,14 @@ class Tracker:
                 # mask); starting one takes a confident detection, so noise stays unmasked
                 if di not in matched_dets and dets.confidence[di] >= self.new_track_threshold:
                     kept.append(self._new_state(boxes[di], float(dets.confidence[di]),
-                                                int(dets.origin[di])))
+                                                int(dets.origin[di]), dets.landmarks[di]))
             kept.sort(key=lambda s: s.track_id)
             self._states = kept
             return [s.snapshot() for s in self._states]
 
     # -- internals ----------------------------------------------------------------------
-    def _new_state(self, box: np.ndarray, score: float, origin: int = 0) -> _State:
+    def _new_state(self, box: np.ndarray, score: float, origin: int = 0,
+                   landmarks: np.ndarray | None = None) -> _State:
         state = _State(
             track_id=self._next_id,
             raw=box.copy(),
@@ -276,6 +279,7 @@ class Tracker:
             box=box.copy(),
             score=score,
             origin=origin,
+            landmarks=None if landmarks is None else np.array(landmarks, np.float64),
         )
         self._next_id += 1
         return state
@@ -322,7 +326,8 @@ class Tracker:
             pairs.append((t, d))
         return pairs, iou
 
-    def _absorb(self, s: _State, box: np.ndarray, score: float, origin: int = 0) -> None:
+    def _absorb(self, s: _State, box: np.ndarray, score: float, origin: int = 0,
+                landmarks: np.ndarray | None = None) -> None:
         """Update a matched track with its detection ``box`` (found by pass ``origin``)."""
         a = self._settings.smoothing
         k = s.frames_since_seen  # frames since the previous detection, >= 1
@@ -342,5 +347,6 @@ class Tracker:
         s.box = s.shown.copy()
         s.score = score
         s.origin = origin
+        s.landmarks = None if landmarks is None else np.array(landmarks, np.float64)
         s.hits += 1
         s.frames_since_seen = 0

@@ -160,10 +160,13 @@ def _labels(ctl):
 
 
 def test_min_face_control_changes_the_running_schedule(qtbot, app_ctl):
+    from backend.degrade import protection
+
     _wait_frames(qtbot, app_ctl, 3)
     w, h = app_ctl.process_loop.frame_size
     runner = app_ctl._runner
-    assert runner.plan(w, h).protected_px == pytest.approx(12)
+    # planned on a copy: the running schedule's plan cache is the detection thread's
+    assert protection(runner.schedule, w, h).protected_px == pytest.approx(12)
     qtbot.waitUntil(lambda: app_ctl.window.protection_text.startswith("Faces from 12 px"),
                     timeout=WAIT_MS)
     assert "fine pass" in app_ctl.window.protection_text
@@ -171,7 +174,7 @@ def test_min_face_control_changes_the_running_schedule(qtbot, app_ctl):
     # swapped between frames, without a restart
     qtbot.waitUntil(lambda: runner.schedule is not None and runner.schedule.min_face_px == 24,
                     timeout=WAIT_MS)
-    assert runner.plan(w, h).protected_px == pytest.approx(24)
+    assert protection(runner.schedule, w, h).protected_px == pytest.approx(24)
     assert app_ctl.config.settings.detector.min_face_px == 24
     qtbot.waitUntil(lambda: app_ctl.window.protection_text.startswith("Faces from 24 px"),
                     timeout=WAIT_MS)

@@ -103,8 +103,10 @@ def test_detector_fault_fails_closed_counts_and_continues(
         assert frames[i].max() < 40, i
     if "outside" in faults:
         k = int(faults.split("detect.outside=")[1]) - 1
-        # the box outside the frame is dropped; the real faces stay masked by hold-over
-        assert lines[k]["tracks"] and all(t["state"] == "held" for t in lines[k]["tracks"])
+        # the box outside the frame is dropped; the real faces stay masked by hold-over,
+        # and the second pass adds the box interpolated across the gap
+        states = [t["state"] for t in lines[k]["tracks"]]
+        assert "held" in states and set(states) <= {"held", "interpolated"}
 
 
 def test_slow_detection_in_a_file_is_waited_for_not_failed_closed(
@@ -303,7 +305,8 @@ def test_allocation_failure_in_a_cli_run_is_reported_and_the_run_completes(
     r, out, boxes = _run_with_faults(tmp_path, clip, solid_config, "pool.fail=2", "--verbose")
     assert r.returncode == 0, r.stderr
     assert "caches freed (memory, retry)" in r.stderr
-    assert "detector input reduced to" in r.stderr and "(memory, degrade)" in r.stderr
+    # the schedule degrades its fine pass first (the whole-frame pass is never cut)
+    assert "fine pass spread over" in r.stderr and "(memory, degrade)" in r.stderr
     assert "memory.retry=1" in r.stderr and "memory.degrade=1" in r.stderr  # the summary
     frames, ts = decode_video(out)
     assert len(frames) == N and leaked_frames(frames, ts, scene) == []

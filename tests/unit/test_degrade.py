@@ -140,3 +140,54 @@ def test_protection_says_when_degraded(gov):
     feed(gov, SLOW)
     p = protection(DetectionSchedule(12, 448, 12), 1280, 720, governor=gov)
     assert p.note.startswith("fine pass slowed to") and "machine busy" in p.note
+
+
+class _ClockRunner:
+    """A runner whose every detection takes ``cost_s`` on a fake clock (no real waiting)."""
+
+    def __init__(self, schedule, clock: list[float], cost_s: float) -> None:
+        self.schedule, self.clock, self.cost_s = schedule, clock, cost_s
+
+    def detect(self, image, tracks=None):
+        from backend.pipeline import DetectionOutcome
+        from backend.types import Detections
+
+        self.clock[0] += self.cost_s
+        return DetectionOutcome(Detections.empty(), None, self.cost_s)
+
+
+def test_process_loop_slows_the_fine_pass_and_swaps_schedules(monkeypatch):
+    import numpy as np
+
+    import backend.live as live
+    from backend.pipeline import Pipeline
+    from backend.types import Frame
+    from config.schema import Settings
+
+    clock = [0.0]
+    monkeypatch.setattr(live.time, "perf_counter", lambda: clock[0])
+    loop = live.ProcessLoop(Pipeline(Settings()), live.LatestSlot(), live.LatestSlot())
+    loop.governor = FinePassGovernor(6, FRAME, cap=24, window=10)
+    runner = _ClockRunner(DetectionSchedule(12, 448, 6), clock, SLOW)
+    loop.set_runner(runner)
+    image = np.zeros((720, 1280, 3), np.uint8)
+
+    def frames(n: int) -> None:
+        for i in range(n):
+            res = loop.process_one(live.Captured(Frame(i, i / 30, image), clock[0]))
+            loop.pipeline.release(res)
+
+    frames(10)
+    cap = effective_cap(runner.schedule, 1280, 720)
+    assert runner.schedule.period == min(12, cap) and loop.governor.degraded
+    frames(30)
+    assert runner.schedule.period == cap  # slowed no further than tiles keep shrinking
+    assert loop.frame_size == (1280, 720)
+    loop.set_schedule(DetectionSchedule(24, 448, 4))  # a setting changed: new schedule
+    runner.cost_s = FAST
+    frames(1)
+    assert runner.schedule.min_face_px == 24 and loop.governor.base == 4
+    assert not loop.governor.degraded
+    loop.set_schedule(None)  # an explicit override: nothing to govern
+    frames(11)
+    assert runner.schedule is None

@@ -131,18 +131,25 @@ def test_tiles_cover_the_frame_and_neighbours_overlap(size, still, min_face):
     if not plan.tiles:  # the whole-frame pass already sees the smallest face
         assert plan.coarse_scale >= plan.fine_scale
         return
+    assert all(t.kind == "fine" for t in plan.tiles)
+    assert plan.tiles[0].scale == plan.fine_scale
+    # a still image is tiled at the fine scale and at levels 4x coarser each; video at one
+    scales = sorted({t.scale for t in plan.tiles}, reverse=True)
+    assert still or scales == [plan.fine_scale]
+    for k, scale in enumerate(scales):
+        tiles = [t for t in plan.tiles if t.scale == scale]
+        assert len({(t.x0, t.y0) for t in tiles}) == len(tiles)
+        covered = np.zeros((height, width), bool)
+        for t in tiles:
+            assert 0 <= t.x0 < t.x1 <= width and 0 <= t.y0 < t.y1 <= height
+            covered[t.y0:t.y1, t.x0:t.x1] = True
+        assert covered.all(), f"{(~covered).sum()} pixels in no tile at {scale}"
+        coarser = scales[k + 1] if k + 1 < len(scales) else plan.coarse_scale
+        need = overlap_for(coarser, scale)
+        for axis, a, b in _neighbours(tiles):
+            got = a.x1 - b.x0 if axis == "x" else a.y1 - b.y0
+            assert got >= need, f"{axis} neighbours {a} {b} overlap {got} < {need}"
     tiles = plan.tiles
-    assert len({(t.x0, t.y0) for t in tiles}) == len(tiles)
-    assert all(t.kind == "fine" and t.scale == plan.fine_scale for t in tiles)
-    covered = np.zeros((height, width), bool)
-    for t in tiles:
-        assert 0 <= t.x0 < t.x1 <= width and 0 <= t.y0 < t.y1 <= height
-        covered[t.y0:t.y1, t.x0:t.x1] = True
-    assert covered.all(), f"{(~covered).sum()} pixels in no tile"
-    need = overlap_for(plan.coarse_scale, plan.fine_scale)
-    for axis, a, b in _neighbours(tiles):
-        got = a.x1 - b.x0 if axis == "x" else a.y1 - b.y0
-        assert got >= need, f"{axis} neighbours {a} {b} overlap {got} < {need}"
     if still:
         assert all(t.input_size[0] <= STILL_TILE[0] and t.input_size[1] <= STILL_TILE[1]
                    for t in tiles)
@@ -180,11 +187,27 @@ def test_a_face_across_a_tile_border_is_found_once(detector, px):
             assert _found(dets, face), f"face at x {x:.0f} not found in {regions}"
             n = matches(dets.xyxy, face)
             assert n == 1, f"face at x {x:.0f} (tile border {b.x0}-{a.x1}): {n} boxes"
-            # no other box lies on the face either (a fragment a tile's edge cut off)
-            cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
-            on_face = [bx for bx in dets.xyxy
-                       if bx[0] <= cx <= bx[2] and bx[1] <= cy <= bx[3]]
-            assert len(on_face) == 1, on_face
+
+
+@pytest.mark.parametrize("px", [20, 32])
+def test_no_second_box_lies_on_a_face_the_tiles_found(detector, px):
+    """The coarse pass sees a 20-32 px face at 7-11 input pixels and may return a loose,
+    weak box about twice its size around it; merged with the fine tiles' tight box it must
+    not survive as a second box on the face (the tracker would see two faces there)."""
+    width, height = 1280, 720
+    schedule = DetectionSchedule(12)
+    plan = schedule.plan(width, height)
+    a, b = plan.tiles[0], plan.tiles[1]
+    patch = astronaut_face(px, margin=1.5)
+    for k, x in enumerate(np.linspace(b.x0 - px / 2, a.x1 - px / 2, 5)):
+        frame = background(width, height, seed=100 + k)
+        face = paste(frame, patch, float(x), 150.0)
+        dets = detector.detect_regions(frame, schedule.regions(width, height, still=True))
+        cx, cy = (face[0] + face[2]) / 2, (face[1] + face[3]) / 2
+        on_face = [(bx.round(0).tolist(), round(float(c), 2))
+                   for bx, c in zip(dets.xyxy, dets.confidence, strict=True)
+                   if bx[0] <= cx <= bx[2] and bx[1] <= cy <= bx[3]]
+        assert len(on_face) == 1, f"face {np.round(face)} at x {x:.0f}: boxes {on_face}"
 
 
 def test_merge_detections_keeps_one_box_per_face():
@@ -212,7 +235,7 @@ def test_merge_detections_keeps_one_box_per_face():
 # -- 3. refinement crops -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("index", "px"), [(0, 18), (14, 18), (11, 16)])
+@pytest.mark.parametrize(("index", "px"), [(0, 18), (11, 18), (11, 16)])
 def test_refinement_crops_follow_a_moving_small_face(detector, index, px):
     """An LFW face of 16-18 px crossing a 1280x720 frame at 6 px a frame: once its track
     exists it is re-detected in every frame (never only held), in its refinement crop

@@ -381,3 +381,17 @@ def test_image_sink_refuses_to_overwrite_its_input(tmp_path):
     cv2.imwrite(str(src), np.zeros((4, 4, 3), np.uint8))
     with pytest.raises(OutputError, match="same file"):
         ImageSink(src, inputs=(src,))
+
+
+def test_bt709_colours_survive_a_round_trip(tmp_path):
+    # the recorder tags BT.709 and the source reads by the tags (PyAV >= 17 converts by
+    # them; older PyAV read BT.709 as BT.601: red 255 came back as 230)
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[:, :32] = (0, 0, 255)
+    image[:, 32:] = (40, 200, 60)
+    out = tmp_path / "colours.mp4"
+    with VideoRecorder(out, 30.0, (64, 64), crf=0) as rec:
+        for i in range(3):
+            rec.write(Frame(i, i / 30, image.copy(), "x"))
+    back = _read(out)
+    assert int(np.abs(back[0].image.astype(int) - image).max()) <= 6
