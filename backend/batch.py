@@ -437,8 +437,8 @@ class BatchRunner:
                 outcome = runner.result(fut, w, h, started)
                 self.metrics.add_stage("detect", outcome.seconds)
                 res = pipe.process(frame, outcome)
-                if not self._emit(second.push(res, outcome.detections, frame.image), stats, job, put,
-                                  out_q):
+                done = second.push(res, outcome.detections, frame.image)
+                if not self._emit(done, stats, job, put, out_q):
                     ended = True
                     break
                 progress.update(stats.frames)
