@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="detector input size: an explicit override, one whole-frame pass")
     proc.add_argument("--min-face", type=float, metavar="PX",
                       help="smallest face to mask, in source pixels (default 12)")
+    proc.add_argument("--fine-period", type=int, metavar="N",
+                      help="frames over which the fine pass covers the frame (default 12)")
     proc.add_argument("--keep-audio", action="store_true", default=None,
                       help="copy the input's audio track")
     proc.add_argument("--boxes", metavar="FILE.jsonl",
@@ -78,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--provider", choices=["auto", "cpu", "cuda"], help="inference provider")
     proc.add_argument("--precision", choices=["auto", "fp32", "int8"],
                       help="detector precision (auto: int8 on CPU, fp32 on CUDA)")
+    proc.add_argument("--cluster", metavar="local|auto|HOST:PORT",
+                      help="run on a Ray cluster: local starts one on this machine; auto or "
+                      "an address joins one (RAY_ADDRESS is honoured); inputs and outputs "
+                      "must be on storage every node sees")
+    proc.add_argument("--segment-seconds", type=float, metavar="S",
+                      help="split long videos at keyframes into segments of about S seconds "
+                      "(default 60 with --cluster), processed apart and joined exactly")
+    again = proc.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="finish an interrupted --cluster/--segment-seconds run: redo only "
+                       "the missing segments")
+    again.add_argument("--restart", action="store_true",
+                       help="forget an interrupted run's segments and start over")
     proc.add_argument("--quiet", action="store_true", help="print only errors")
     proc.add_argument("--verbose", action="store_true", help="debug log; tracebacks to the log")
 
@@ -115,7 +130,7 @@ def _process(args: argparse.Namespace) -> int:
     except ValueError:  # not the main thread (an embedding caller): leave signals alone
         prev = None
     try:
-        from backend.batch import run_process
+        from apps.process_cli import run_process
 
         return run_process(args)
     except KeyboardInterrupt:

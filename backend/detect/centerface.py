@@ -272,8 +272,11 @@ class CenterFaceDetector:
 
         Each :class:`~backend.detect.schedule.Region` is cropped from the frame, scaled by
         its ``scale`` and detected on its own; boxes come back in the frame's pixels with
-        ``origin`` ``ORIGIN_REFINED`` for refinement crops. Overlapping boxes from
-        neighbouring regions are merged (``merge_detections``). Same errors as ``detect``.
+        ``origin`` ``ORIGIN_REFINED`` for refinement crops. Boxes are not clipped: a face
+        cut by the frame's (or a crop's) edge keeps the extent the network gives it, so its
+        mask covers what is visible of it (the masker clips to the frame). Overlapping boxes
+        from neighbouring regions are merged (``merge_detections``). Same errors as
+        ``detect``.
         """
         from backend.detect.schedule import merge_detections
 
@@ -287,7 +290,7 @@ class CenterFaceDetector:
                 continue
             sw = max(1, round((x1 - x0) * r.scale))
             sh = max(1, round((y1 - y0) * r.scale))
-            d = self._detect_array(img[y0:y1, x0:x1], sw, sh)
+            d = self._detect_array(img[y0:y1, x0:x1], sw, sh, clip=False)
             if not len(d):
                 continue
             d.xyxy[:, 0::2] += x0
@@ -299,8 +302,9 @@ class CenterFaceDetector:
             parts.append(d)
         return merge_detections(Detections.concat(parts), iou=self.nms_iou)
 
-    def _detect_array(self, img: np.ndarray, sw: int, sh: int) -> Detections:
-        """Faces in ``img`` (checked) seen scaled to ``sw`` x ``sh``, in ``img``'s pixels."""
+    def _detect_array(self, img: np.ndarray, sw: int, sh: int, clip: bool = True) -> Detections:
+        """Faces in ``img`` (checked) seen scaled to ``sw`` x ``sh``, in ``img``'s pixels;
+        ``clip`` False keeps the network's extent of a face cut by the image's edge."""
         h, w = img.shape[:2]
         pw, ph = -(-sw // _ALIGN) * _ALIGN, -(-sh // _ALIGN) * _ALIGN
         with self._lock:
@@ -335,8 +339,9 @@ class CenterFaceDetector:
         boxes[:, 1::2] *= fy
         pts[:, :, 0] *= fx
         pts[:, :, 1] *= fy
-        np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
-        np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
+        if clip:
+            np.clip(boxes[:, 0::2], 0, w, out=boxes[:, 0::2])
+            np.clip(boxes[:, 1::2], 0, h, out=boxes[:, 1::2])
         visible = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         return Detections(boxes[visible], pts[visible], np.clip(scores[visible], 0, 1))
 

@@ -30,12 +30,16 @@ from backend.types import Detections, Track
 RELIABLE_INPUT_PX = 16.0
 # Upsampling past this adds pixels without adding detail the network can use.
 MAX_FINE_SCALE = 2.0
-# A refinement crop shows its face at about this many input pixels: large enough to be
-# found when blurred, small enough that a crop costs little.
-REFINE_FACE_PX = 48.0
+# A refinement crop shows its track's box at about this many input pixels (a track's box
+# is padded, its face smaller): large enough to be found when blurred, small enough that a
+# crop costs little.
+REFINE_FACE_PX = 64.0
 # A still image is also examined at scales this many times coarser than the fine one, down
 # to the coarse pass, so a large face in a very large photo is seen whole, not in pieces.
 STILL_LEVEL_STEP = 4.0
+# Refinement crops of one frame cost at most this many coarse passes of input pixels (a
+# crowd's faces take turns, each within its hold-over).
+REFINE_BUDGET = 1.5
 # Fine tiles of a still image stay within this input size, so memory is bounded whatever
 # the photo's size.
 STILL_TILE = (1024, 1024)
@@ -99,18 +103,21 @@ def _grid(width: int, height: int, cols: int, rows: int, overlap: int, scale: fl
     """``cols`` x ``rows`` tiles covering the frame, neighbours overlapping by ``overlap``."""
     tw = min(width, math.ceil((width + (cols - 1) * overlap) / cols))
     th = min(height, math.ceil((height + (rows - 1) * overlap) / rows))
+    # the network input is padded to multiples of 32 anyway: fill the pad with more overlap
+    tw = min(width, int((-(-round(tw * scale) // _ALIGN) * _ALIGN) / scale))
+    th = min(height, int((-(-round(th * scale) // _ALIGN) * _ALIGN) / scale))
     xs = [0] if cols == 1 else [round(i * (width - tw) / (cols - 1)) for i in range(cols)]
     ys = [0] if rows == 1 else [round(j * (height - th) / (rows - 1)) for j in range(rows)]
     return [Region(x, y, x + tw, y + th, scale, kind) for y in ys for x in xs]
 
 
 def overlap_for(coarse_scale: float, fine_scale: float) -> int:
-    """Source pixels by which fine tiles overlap: 1.5x the largest face that only the fine
-    pass finds (one the coarse pass sees under ``RELIABLE_INPUT_PX``), so such a face lies
-    whole inside at least one tile."""
+    """Source pixels by which fine tiles overlap: the largest face that only the fine pass
+    finds (one the coarse pass sees under ``RELIABLE_INPUT_PX``), so such a face lies whole
+    inside at least one tile; larger faces are the coarse pass's."""
     largest_fine_only = RELIABLE_INPUT_PX / max(coarse_scale, 1e-6)
     smallest = RELIABLE_INPUT_PX / fine_scale
-    return int(math.ceil(1.5 * max(largest_fine_only, smallest)))
+    return int(math.ceil(max(largest_fine_only, smallest)))
 
 
 def tiles_for_period(width: int, height: int, scale: float, period: int,
@@ -158,11 +165,11 @@ def still_levels(width: int, height: int, coarse: float, fine: float) -> list[Re
 
 
 def _quantized_scale(target: float, top: float = MAX_FINE_SCALE) -> float:
-    """``top`` times a power of 1/sqrt(2), the largest not above ``target`` (so crops at
-    similar scales can merge)."""
+    """``top`` times the power of 1/sqrt(2) nearest ``target`` (so crops at similar scales
+    can merge)."""
     if target >= top:
         return top
-    k = math.ceil(2 * math.log2(top / target))
+    k = round(2 * math.log2(top / target))
     return top * 2 ** (-k / 2)
 
 
@@ -172,8 +179,8 @@ def refine_regions(tracks: list[Track], width: int, height: int,
     track's box, at a scale that shows the face at about ``REFINE_FACE_PX`` input pixels.
 
     The crop is centred on the motion-compensated prediction and reaches 1.25 face sizes
-    plus the motion of ``lead + 1`` frames beyond it on each side. Overlapping crops of the
-    same scale are merged when that costs little.
+    plus the motion of ``lead + 1`` frames beyond it on each side. One region per track, in
+    the tracks' order (a track with a box that is not finite gets none).
     """
     regions: list[Region] = []
     for t in tracks:
@@ -194,12 +201,14 @@ def refine_regions(tracks: list[Track], width: int, height: int,
         # pass saw it (blur and all), a large one at the few pixels it needs
         scale = _quantized_scale(REFINE_FACE_PX / size)
         regions.append(Region(x0, y0, x1, y1, scale, "refine"))
-    return merge_regions(regions)
+    return regions
 
 
-def merge_regions(regions: list[Region], slack: float = 1.3) -> list[Region]:
+def merge_regions(regions: list[Region], slack: float = 1.3,
+                  max_pixels: int = 4 * 128 * 128) -> list[Region]:
     """Merge pairs of same-scale regions into their union while the union costs at most
-    ``slack`` times the two apart (a crowd's crops become a few larger ones)."""
+    ``slack`` times the two apart and at most ``max_pixels`` input pixels (neighbouring
+    faces share a crop; a crowd never becomes one huge one)."""
     out = list(regions)
     merged = True
     while merged:
@@ -211,7 +220,8 @@ def merge_regions(regions: list[Region], slack: float = 1.3) -> list[Region]:
                     continue
                 u = Region(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1),
                            max(a.y1, b.y1), a.scale, a.kind)
-                if u.input_pixels <= slack * (a.input_pixels + b.input_pixels):
+                if u.input_pixels <= min(slack * (a.input_pixels + b.input_pixels),
+                                         max(max_pixels, a.input_pixels, b.input_pixels)):
                     out[i] = u
                     del out[j]
                     merged = True
@@ -324,7 +334,7 @@ class DetectionSchedule:
     Call :meth:`regions` once per detected frame, in order.
     """
 
-    def __init__(self, min_face_px: float, coarse_long_side: int = 448, period: int = 6,
+    def __init__(self, min_face_px: float, coarse_long_side: int = 448, period: int = 12,
                  refine: bool = True) -> None:
         self.min_face_px = float(min_face_px)
         self.coarse_long_side = int(coarse_long_side)
@@ -332,6 +342,8 @@ class DetectionSchedule:
         self.refine = refine
         self._plans: dict[tuple[int, int, bool], SchedulePlan] = {}
         self._count = 0
+        self._refined: dict[int, int] = {}  # track id -> frame count of its last crop
+        self.refine_budget = REFINE_BUDGET
 
     def set_period(self, period: int) -> None:
         """Spread the fine pass over ``period`` frames from the next frame on."""
@@ -374,12 +386,48 @@ class DetectionSchedule:
             out.extend(plan.tiles if still else [plan.tiles[self._count % len(plan.tiles)]])
         self._count += 1
         if plan.refine and tracks:
-            for r in refine_regions(tracks, int(width), int(height), lead):
-                # a crop inside this frame's tile, seen at least as closely, adds nothing
-                if not any(t.contains(r) and t.scale >= r.scale for t in out[1:]):
-                    out.append(r)
+            out.extend(self._refine(tracks, int(width), int(height), lead, out[0], out[1:]))
         return out
 
-    def reset(self) -> None:
-        """Start the tile rotation over (a new stream)."""
-        self._count = 0
+    def _refine(self, tracks: list[Track], width: int, height: int, lead: float,
+                coarse: Region, tiles: list[Region]) -> list[Region]:
+        """This frame's refinement crops, within ``refine_budget`` coarse passes of input.
+
+        Tracks the coarse pass sees large enough (``2 * RELIABLE_INPUT_PX`` at its scale)
+        and slow need none, nor do those inside this frame's fine tile. The rest are served
+        most needy first (held over, then the longest since their last crop, then the
+        smallest), so in a crowd every face gets its crop every few frames, within its
+        hold-over, and the cost per frame stays bounded.
+        """
+        wanted: list[tuple[tuple, Track, Region]] = []
+        for t, r in zip(tracks, refine_regions(tracks, width, height, lead), strict=False):
+            size = float(max(t.box[2] - t.box[0], t.box[3] - t.box[1]))
+            speed = float(np.abs(t.velocity).max())
+            if size * coarse.scale >= 2 * RELIABLE_INPUT_PX and speed < 0.25 * size:
+                continue  # the coarse pass re-detects it every frame
+            if any(tile.contains(r) and tile.scale >= r.scale for tile in tiles):
+                continue  # this frame's tile sees it at least as closely
+            since = self._count - self._refined.get(t.track_id, -(10**9))
+            wanted.append(((t.frames_since_seen == 0, -since, size), t, r))
+        wanted.sort(key=lambda w: w[0])
+        budget = self.refine_budget * coarse.input_pixels
+        chosen: list[Region] = []
+        spent = 0
+        for _, t, r in wanted:
+            if chosen and spent + r.input_pixels > budget:
+                break
+            chosen.append(r)
+            spent += r.input_pixels
+            self._refined[t.track_id] = self._count
+        if len(self._refined) > 4 * max(len(tracks), 16):  # forget tracks long gone
+            alive = {t.track_id for t in tracks}
+            self._refined = {k: v for k, v in self._refined.items() if k in alive}
+        return merge_regions(chosen)
+
+    def reset(self, start: int = 0) -> None:
+        """Start the tile rotation over (a new stream), at frame ``start`` of it.
+
+        A window of a file starts at its first frame's index, so each frame gets the tile it
+        gets in a run over the whole file.
+        """
+        self._count = int(start)

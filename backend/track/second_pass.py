@@ -115,7 +115,7 @@ class _Chain:
         self.track_id = track.track_id
         self.base = np.asarray(track.box, np.float64)
         self.box = self.base.copy()
-        self.step: np.ndarray | None = None  # change per frame going back, once known
+        self.step: np.ndarray | None = None  # centre's motion per frame going back, once known
         self.anchor = self.base.copy()  # the last box a detection backs, and its frame
         self.anchor_k = 0
         self.misses = 0
@@ -127,10 +127,14 @@ class _Chain:
         return self.step is None
 
     def predict(self) -> np.ndarray:
-        return self.box + (self.step if self.step is not None else 0.0)
+        """The box one frame further back: moved by the centre's motion, size kept (a
+        face's size barely changes in a frame; extrapolating it can turn a box inside out)."""
+        if self.step is None:
+            return self.box.copy()
+        return self.box + np.concatenate([self.step, self.step])
 
     def found(self, k: int, box: np.ndarray) -> None:
-        delta = (box - self.anchor) / max(k - self.anchor_k, 1)
+        delta = (_centre(box) - _centre(self.anchor)) / max(k - self.anchor_k, 1)
         self.step = delta if self.step is None else 0.5 * self.step + 0.5 * delta
         self.box, self.anchor, self.anchor_k, self.misses = box, box, k, 0
 
