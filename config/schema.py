@@ -134,9 +134,10 @@ class TrackerSettings(_Section):
         "blurred by motion stays masked); only detections above detector.threshold start one.",
     )
     lookback_frames: int = Field(
-        12, ge=0, le=120, title="Look-back (frames)",
-        description="Files only: a face confirmed now is also masked in up to this many "
-        "earlier frames (it was there, blurred or entering, before the detector was sure).",
+        30, ge=0, le=120, title="Second pass window (frames)",
+        description="Files only: the second pass holds this many finished frames (fewer "
+        "when frames are very large: at most 512 MB) and masks a face found now in the "
+        "frames before, where it was blurred, entering or too small to be found yet.",
     )
     growth_per_frame: float = Field(
         0.06, ge=0.0, le=1.0, title="Hold-over growth",
