@@ -34,6 +34,9 @@ MAX_FINE_SCALE = 2.0
 # is padded, its face smaller): large enough to be found when blurred, small enough that a
 # crop costs little.
 REFINE_FACE_PX = 64.0
+# A still image is seen this much closer than a video frame (capped at MAX_FINE_SCALE):
+# it has one look, no track and no neighbouring frame to catch a face missed.
+STILL_OVERSAMPLE = 1.5
 # A still image is also examined at scales this many times coarser than the fine one, down
 # to the coarse pass, so a large face in a very large photo is seen whole, not in pieces.
 STILL_LEVEL_STEP = 4.0
@@ -104,8 +107,8 @@ def _grid(width: int, height: int, cols: int, rows: int, overlap: int, scale: fl
     tw = min(width, math.ceil((width + (cols - 1) * overlap) / cols))
     th = min(height, math.ceil((height + (rows - 1) * overlap) / rows))
     # the network input is padded to multiples of 32 anyway: fill the pad with more overlap
-    tw = min(width, int((-(-round(tw * scale) // _ALIGN) * _ALIGN) / scale))
-    th = min(height, int((-(-round(th * scale) // _ALIGN) * _ALIGN) / scale))
+    tw = min(width, max(tw, int((-(-round(tw * scale) // _ALIGN) * _ALIGN) / scale)))
+    th = min(height, max(th, int((-(-round(th * scale) // _ALIGN) * _ALIGN) / scale)))
     xs = [0] if cols == 1 else [round(i * (width - tw) / (cols - 1)) for i in range(cols)]
     ys = [0] if rows == 1 else [round(j * (height - th) / (rows - 1)) for j in range(rows)]
     return [Region(x, y, x + tw, y + th, scale, kind) for y in ys for x in xs]
@@ -236,8 +239,9 @@ def merge_detections(dets: Detections, iou: float = 0.3, contained: float = 0.8,
     """One box per face from the boxes of overlapping regions.
 
     Greedy, highest score first: a box whose IoU with a kept box is ``>= iou``, or that
-    holds at least ``contained`` of a kept box and is at most twice its size, is merged into
-    it (the kept box grows to hold both: a tile's edge may have cut the higher-scoring one
+    holds at least ``contained`` of a kept box and is at most twice its size, or that scores
+    under half the kept one's and has its centre inside it, is merged into it (the kept box
+    grows to hold both: a tile's edge may have cut the higher-scoring one
     short, and a mask must never shrink below a face); one that holds a kept box and is 2 to
     ``2 * max_size_ratio`` times its size is dropped (a loose coarse view of that face), and
     so is one with at least ``contained`` of it inside a kept box at most
@@ -272,7 +276,12 @@ def merge_detections(dets: Detections, iou: float = 0.3, contained: float = 0.8,
         # kept box may be a tile's cut-off part of it), larger it is the coarse pass's loose
         # view of a small face the tiles found sharply, and dropped
         around = np.divide(inter, area[i], out=np.zeros_like(inter), where=area[i] > 0)
-        same = (ov >= iou) | ((around >= contained) & (ratio >= 0.5))
+        # a much weaker box centred inside the kept one is the same face seen off-centre
+        cx = (b[rest, 0] + b[rest, 2]) / 2
+        cy = (b[rest, 1] + b[rest, 3]) / 2
+        centred = (cx > b[i, 0]) & (cx < b[i, 2]) & (cy > b[i, 1]) & (cy < b[i, 3]) & \
+            (dets.confidence[rest] < 0.5 * dets.confidence[i]) & (ratio >= 0.5) & (ratio <= 2)
+        same = (ov >= iou) | ((around >= contained) & (ratio >= 0.5)) | centred
         loose = (around >= contained) & (ratio < 0.5) & (ratio >= 1 / (2 * max_size_ratio))
         if same.any():
             boxes = np.vstack([b[i], b[rest[same]]])
@@ -359,6 +368,8 @@ class DetectionSchedule:
         if plan is None:
             coarse = coarse_scale_for(width, height, self.coarse_long_side)
             fine = fine_scale_for(self.min_face_px)
+            if still:  # one look, no track to catch a face missed: a margin of detail
+                fine = min(MAX_FINE_SCALE, fine * STILL_OVERSAMPLE)
             tiles: list[Region] = []
             full = (width * fine) * (height * fine)
             if fine > coarse and full <= SMALL_FRAME_FACTOR * (width * coarse) * (height * coarse):
