@@ -1,5 +1,6 @@
-"""The headless ``process`` command: mask every face in video and image files.
+"""The runner of the headless ``process`` command: plan jobs, mask every face in their files.
 
+The command line (arguments, logging, error lines, exit codes) is ``apps.process_cli``.
 Frames flow reader thread -> detect/track/mask (caller thread) -> writer thread through
 bounded queues: back-pressure, never a dropped frame, order kept. Every input frame
 reaches the output. Outputs are written under temporary names and renamed when complete.
@@ -7,12 +8,10 @@ reaches the output. Outputs are written under temporary names and renamed when c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -20,30 +19,13 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backend.errors import STATS, InputError, OutputError, PtimError, UsageError
+from backend.errors import InputError, OutputError, UsageError
 
 log = logging.getLogger("ptim.batch")
 
 VIDEO_EXTS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-EXIT_OK, EXIT_USAGE, EXIT_INPUT, EXIT_OUTPUT, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 4, 5, 130
 
-_FLAG_KEYS = {
-    "mask": "mask.type",
-    "mask_image": "mask.image_path",
-    "mask_shape": "mask.shape",
-    "mask_scale": "mask.scale",
-    "blur_strength": "mask.blur_strength",
-    "threshold": "detector.threshold",
-    "detector_size": "detector.input_size",
-    "min_face": "detector.min_face_px",
-    "keep_audio": "output.keep_audio",
-    "provider": "detector.provider",
-    "precision": "detector.precision",
-    "replace_face": "mask.replace_face",
-    "source_face": "mask.source_face",
-    "recognition_model": "mask.recognition_model",
-}
 
 
 @dataclass(slots=True)
@@ -265,8 +247,13 @@ class BatchRunner:
                 raise self._load_error
         return self._detector
 
-    def run_job(self, job: Job) -> JobStats:
-        """Process one job completely; its output exists only when this returns."""
+    def run_job(self, job: Job, window=None) -> JobStats:
+        """Process one job completely; its output exists only when this returns.
+
+        ``window`` (a ``backend.segments.Window``, video files only): seek to its keyframe and
+        write only the frames in [write_from, write_until) seconds; the frames of its lead-in
+        and lead-out are detected, tracked and go through the second pass, but are not written.
+        """
         from backend.faults import FaultySource, faults_from_env
         from backend.sources import open_source
 
@@ -277,7 +264,9 @@ class BatchRunner:
         with src:
             if job.kind == "image":
                 return self._run_image(job, src)
-            return self._run_video(job, src)
+            if window is not None:
+                src.seek(window.seek_pts, window.seek_index)
+            return self._run_video(job, src, window)
 
     def _pipeline(self):
         from backend.pipeline import DetectionRunner, Pipeline, schedule_for
@@ -323,13 +312,14 @@ class BatchRunner:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    def _run_video(self, job: Job, src) -> JobStats:
+    def _run_video(self, job: Job, src, window=None) -> JobStats:
         from backend.faults import FaultyWriter, faults_from_env
         from backend.sinks import VideoRecorder
         from backend.track import SecondPass
 
         check_writable(job.output)
-        keep = self.settings.output.keep_audio and job.source != "demo"
+        # a segment's part is video only: the join copies the audio once, uncut
+        keep = self.settings.output.keep_audio and job.source != "demo" and window is None
         audio = Path(job.source) if keep else None
         rec = VideoRecorder(
             job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
@@ -338,8 +328,8 @@ class BatchRunner:
         faults = faults_from_env()
         if faults is not None and faults.write_fail is not None:
             rec = FaultyWriter(rec, faults)
-        stats = JobStats(expected=src.frame_count)
-        progress = _Progress(Path(job.source).name, src.frame_count, not self.quiet)
+        stats = JobStats(expected=src.frame_count if window is None else window.frames)
+        progress = _Progress(Path(job.source).name, stats.expected, not self.quiet)
         frames_q: queue.Queue = queue.Queue(maxsize=8)
         out_q: queue.Queue = queue.Queue(maxsize=8)
         errors: list[BaseException] = []
@@ -362,6 +352,11 @@ class BatchRunner:
                     if frame is None:
                         break
                     read += 1
+                    if window is not None:
+                        if frame.timestamp < window.lead_from:  # decoded from the keyframe
+                            continue
+                        if frame.timestamp >= window.lead_until:
+                            break
                     self.metrics.frame_in()
                     if not put(frames_q, frame):
                         return
@@ -408,21 +403,26 @@ class BatchRunner:
                                 detect_crops=inner.detect_regions if runner.schedule else None,
                                 growth_per_frame=st.growth_per_frame,
                                 miss_limit=st.hold_frames)
+            if window is not None and runner.schedule is not None:
+                runner.schedule.reset(window.lead_index)  # the tiles of a whole-file run
             logged = False
             while True:
                 while not ended and len(in_flight) < 2:
                     try:
-                        frame = frames_q.get(timeout=0.1 if not in_flight else 0.0)
+                        frame = frames_q.get(timeout=0.1)
                     except queue.Empty:
                         if stop.is_set():
                             ended = True
-                        break
+                            break
+                        # wait for the reader: with always two frames in flight, refinement
+                        # crops never depend on timing, so every run writes the same pixels
+                        continue
                     if frame is _STOP:
                         ended = True
                         break
-                    if not logged:
+                    if not logged and (window is None or window.index == 0):
                         self._log_plan(job, runner, *frame.size)
-                        logged = True
+                    logged = True
                     # refinement crops follow the tracks as they stand now, a frame or two
                     # before this one (the frames ahead of it are still being detected)
                     in_flight.append((frame, runner.submit(
@@ -436,13 +436,19 @@ class BatchRunner:
                 started = time.perf_counter()  # the call ahead of it has finished: it runs now
                 outcome = runner.result(fut, w, h, started)
                 self.metrics.add_stage("detect", outcome.seconds)
+                if window is not None:
+                    # in the lead-in a weak detection may start a track: a face tracked
+                    # before the window is masked from its first frame (more, never less)
+                    pipe.tracker.new_track_threshold = (
+                        st.continue_threshold if frame.timestamp < window.write_from
+                        else self.settings.detector.threshold)
                 res = pipe.process(frame, outcome)
                 done = second.push(res, outcome.detections, frame.image)
-                if not self._emit(done, stats, job, put, out_q):
+                if not self._emit(done, stats, job, put, out_q, window):
                     ended = True
                     break
                 progress.update(stats.frames)
-            if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q):
+            if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q, window):
                 put(out_q, _STOP)
             for t in threads:
                 while t.is_alive():
@@ -467,9 +473,17 @@ class BatchRunner:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    def _emit(self, done, stats: JobStats, job: Job, put, out_q: queue.Queue) -> bool:
-        """Account for frames leaving the second pass's window and queue them for writing."""
+    def _emit(self, done, stats: JobStats, job: Job, put, out_q: queue.Queue,
+              window=None) -> bool:
+        """Account for frames leaving the second pass's window and queue them for writing.
+
+        Frames outside ``window``'s written range (its lead-in and lead-out) are dropped.
+        """
         for res, added in done:
+            if window is not None and not window.write_from <= res.frame.timestamp \
+                    < window.write_until:
+                self.pool.release(res.frame.image)
+                continue
             self._account(stats, res, job, added)
             if not put(out_q, res):
                 return False
@@ -530,166 +544,3 @@ def _demo_source():
     from backend.sources import DemoSource
 
     return DemoSource(preset="demo", loop=False)
-
-
-def _settings_from_args(args):
-    from config.manager import load_settings
-    from config.paths import user_config_path, user_data_dir
-
-    overrides = {key: getattr(args, attr) for attr, key in _FLAG_KEYS.items()
-                 if getattr(args, attr, None) is not None}
-    if getattr(args, "config", None):
-        cfg = Path(args.config)
-        if cfg.is_dir():
-            raise UsageError(f"{cfg}: is a folder, not a config file")
-        if not cfg.is_file():
-            raise UsageError(f"{cfg}: config file not found")
-    else:
-        cfg = user_config_path(user_data_dir())
-        cfg = cfg if cfg.is_file() else None
-    labels = {key: "--" + attr.replace("_", "-") for attr, key in _FLAG_KEYS.items()}
-    loaded = load_settings(cfg, env=os.environ, overrides=overrides, override_labels=labels)
-    return loaded.settings
-
-
-def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ptim: %(message)s"))
-    root = logging.getLogger("ptim")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
-    if verbose:
-        from config.paths import user_data_dir
-
-        try:
-            logdir = user_data_dir()
-            logdir.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(logdir / "playatewsidentitymasker.log", encoding="utf-8")
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            root.addHandler(fh)
-        except OSError:
-            pass
-    from backend.avlog import route_libav_logs
-
-    # FFmpeg's own lines: log file and console under --verbose, else nowhere (the error says it)
-    route_libav_logs(root.handlers if verbose else [])
-
-
-def _error(msg: str) -> None:
-    # one prefixed line per problem (a config file may have several), so every error line
-    # can be found by its prefix and none looks like stray output
-    lines = [ln for ln in str(msg).splitlines() if ln.strip()] or ["unknown error"]
-    sys.stderr.write("".join(f"ptim: error: {ln}\n" for ln in lines))
-
-
-def _report_recoveries() -> None:
-    """Log the recovery counts; keep an error report when frames were affected.
-
-    A CPU fallback alone (CUDA listed but not loadable) is already one log line and would
-    otherwise leave a report behind every run.
-    """
-    counts = STATS.counts()
-    if not counts:
-        return
-    summary = ", ".join(f"{k}={v}" for k, v in counts.items())
-    log.debug("recoveries: %s", summary)
-    if set(counts) - {"gpu.fallback"}:
-        from config.paths import user_data_dir
-
-        with contextlib.suppress(OSError):  # a report must never fail a finished run
-            path = STATS.write_report(user_data_dir())
-            log.info("recoveries: %s (details: %s)", summary, path)
-
-
-def run_process(args) -> int:
-    """Entry of ``main.py process``; returns the exit code."""
-    _setup_logging(args.verbose, args.quiet)
-    prev_term = signal.getsignal(signal.SIGTERM)
-
-    def _on_term(signum, frame):  # SIGTERM behaves like Ctrl+C: stop, clean up
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_term)
-    boxes: _AtomicText | None = None
-    runner: BatchRunner | None = None
-    try:
-        settings = _settings_from_args(args)
-        # a refused replacement model stops here: no frame read, no output folder made
-        from backend.replace import prepare_run
-
-        prepare_run(settings)
-        plan = plan_jobs(args.inputs, args.output)
-        if args.boxes:
-            bpath = Path(args.boxes)
-            check_writable(bpath)
-            boxes = _AtomicText(bpath)
-        for job in plan.jobs:  # before the model loads: a bad -o fails at once
-            check_writable(job.output)
-        runner = BatchRunner(settings, quiet=args.quiet, boxes=boxes)
-        runner.preload()
-        failures = list(plan.skipped)
-        for path, reason in plan.skipped:
-            _error(f"{path}: skipped: {reason}")
-        total = JobStats()
-        done = 0
-        t0 = time.perf_counter()
-        from backend.replace import COUNTS
-
-        for job in plan.jobs:
-            fell_back0 = COUNTS.snapshot()[1]
-            try:
-                st = runner.run_job(job)
-            except InputError as exc:
-                if len(plan.jobs) == 1 and not plan.skipped:
-                    raise
-                _error(str(exc))
-                failures.append((job.source, str(exc)))
-                continue
-            done += 1
-            total.frames += st.frames
-            total.faces += st.faces
-            total.fail_closed += st.fail_closed
-            if not args.quiet:
-                # faces the replace mask could not replace were masked irreversibly instead
-                fell = (f", {COUNTS.snapshot()[1] - fell_back0} masked instead of replaced"
-                        if settings.mask.type == "replace" else "")
-                print(f"{job.output}: {st.frames} frames, {st.faces} faces, "
-                      f"{st.fail_closed} fail-closed{fell}, "
-                      f"{st.frames / max(st.seconds, 1e-9):.1f} fps")
-        if boxes is not None:
-            boxes.commit()
-            boxes = None
-        elapsed = time.perf_counter() - t0
-        if not args.quiet and len(plan.jobs) > 1:
-            print(f"total: {done} of {len(plan.jobs) + len(plan.skipped)} inputs, {total.frames} "
-                  f"frames, {total.faces} faces, {total.fail_closed} fail-closed, "
-                  f"{total.frames / max(elapsed, 1e-9):.1f} fps")
-        _report_recoveries()
-        if failures:
-            return EXIT_PARTIAL if done else EXIT_INPUT
-        return EXIT_OK
-    except KeyboardInterrupt:
-        if boxes is not None:
-            boxes.abort()
-        _error("interrupted; no partial output was left")
-        return EXIT_INTERRUPTED
-    except PtimError as exc:
-        if boxes is not None:
-            boxes.abort()
-        log.debug("error", exc_info=True)
-        _error(str(exc))
-        return exc.exit_code
-    except Exception as exc:  # noqa: BLE001 - the user gets one line, the log the traceback
-        if boxes is not None:
-            boxes.abort()
-        log.debug("unexpected error", exc_info=True)
-        _error(f"{type(exc).__name__}: {exc} (run with --verbose for details)")
-        return 1
-    finally:
-        if runner is not None:
-            runner.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, prev_term)

@@ -602,3 +602,28 @@ def create_session(
     note = f"NVIDIA GPU found but CUDA failed to load ({reason}){fix}; using CPU"
     report_fallback("detect.create_session", note)
     return _cpu_session(ort, fp32, path, threads, precision, note)
+
+
+def model_session(data: bytes, threads: int = 2) -> tuple[Any, str]:
+    """An onnxruntime session for any ONNX model's bytes (the face-replacement models): CUDA
+    where an NVIDIA driver is present and the provider loads, else CPU. Returns (session,
+    note): the note is empty, or one line saying why CUDA was not used. Raises onnxruntime's
+    error when the model cannot be loaded on CPU either. Every session of the project is
+    created in this module (a security check keeps it so).
+    """
+    ort = _import_ort()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    # spinning workers would burn the cores that detection, decode and encode need
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    cpu = ["CPUExecutionProvider"]
+    if nvidia_driver_present() and "CUDAExecutionProvider" in ort.get_available_providers():
+        try:
+            return ort.InferenceSession(data, sess_options=so,
+                                        providers=["CUDAExecutionProvider", *cpu]), ""
+        except Exception as exc:  # noqa: BLE001 - CUDA not loadable: CPU beats nothing
+            note = f"CUDA did not load ({_one_line(exc, 100)}); the model runs on CPU"
+            return ort.InferenceSession(data, sess_options=so, providers=cpu), note
+    return ort.InferenceSession(data, sess_options=so, providers=cpu), ""

@@ -61,39 +61,18 @@ def _ort() -> Any:
     return ort
 
 
-def _providers(ort: Any) -> list[str]:
-    from backend.detect.session import nvidia_driver_present
-
-    cpu = "CPUExecutionProvider"
-    if nvidia_driver_present() and "CUDAExecutionProvider" in ort.get_available_providers():
-        return ["CUDAExecutionProvider", cpu]
-    return [cpu]
-
-
 def _session(data: bytes, path: Path, expected: str, threads: int) -> Any:
     """An onnxruntime session on CUDA where it really loads, else CPU."""
-    ort = _ort()
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    # spinning workers would burn the cores that detection, decode and encode need
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    providers = _providers(ort)
+    from backend.detect.session import model_session
+
+    _ort()  # onnxruntime's own log stays quiet: errors reach the user as one line
     try:
-        sess = ort.InferenceSession(data, sess_options=so, providers=providers)
+        sess, note = model_session(data, threads)
     except Exception as exc:  # noqa: BLE001 - onnxruntime raises many types; all mean "unusable"
-        if len(providers) > 1:  # CUDA listed but not loadable: CPU beats no replacement
-            try:
-                sess = ort.InferenceSession(data, sess_options=so, providers=providers[-1:])
-            except Exception:  # noqa: BLE001
-                sess = None
-            if sess is not None:
-                log.info("%s: CUDA did not load (%s); the model runs on CPU", path.name,
-                         _short(exc, 100))
-                return sess
         raise ReplaceError(f"{path}: expected {expected}, found a file onnxruntime cannot "
                            f"load (truncated or damaged? {_short(exc)})") from None
+    if note:
+        log.info("%s: %s", path.name, note)
     return sess
 
 

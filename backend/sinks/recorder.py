@@ -98,7 +98,7 @@ def _aac_layout(layout: av.AudioLayout) -> str:
     return named.get(layout.nb_channels, "stereo")
 
 
-class _AudioFeed:
+class AudioFeed:
     """The first audio stream of another file, fed into the output in time order.
 
     Times are on the output clock: seconds since the first written video frame. The
@@ -258,7 +258,7 @@ class VideoRecorder:
         self._format = container_format(self.path)
         self._tmp = self.path.with_name(f".{self.path.stem}.ptim-tmp{self.path.suffix}")
         self._out: av.container.OutputContainer | None = None
-        self._audio: _AudioFeed | None = None
+        self._audio: AudioFeed | None = None
         self._closed = False
         self._saved: Path | None = None
         self._last_pts: int | None = None
@@ -299,7 +299,7 @@ class VideoRecorder:
             crf=self._crf, preset=self._preset, threads=self._threads,
         )
         if audio_path is not None:
-            self._audio = _AudioFeed(audio_path, self._out, transcode)
+            self._audio = AudioFeed(audio_path, self._out, transcode)
         self._out.start_encoding()  # writes the header now: codec errors surface here
         self.has_audio = self._audio is not None
 

@@ -500,13 +500,14 @@ def _tone(start: int, n: int, rate: int) -> np.ndarray:
 
 def write_clip(
     spec: SceneSpec, path: str | os.PathLike[str], with_audio: bool = False,
-    crf: int = 18, preset: str = "veryfast",
+    crf: int = 18, preset: str = "veryfast", keyint: int | None = None,
 ) -> Path:
     """Render the scene to a video file (H.264, mp4/mov/mkv by extension) and return it.
 
     Frame i has pts i/fps exactly. ``with_audio`` adds a mono 48 kHz AAC track of a gated
     440 Hz tone as long as the video. mp4/mov are written with the index at the front
-    (faststart), like files from cameras and the web. Odd sizes use yuv444p (see
+    (faststart), like files from cameras and the web. ``keyint``: a keyframe every that
+    many frames (else x264's own choice). Odd sizes use yuv444p (see
     ``backend.sinks.recorder``).
     """
     from backend.sinks.recorder import add_h264_stream, container_format, to_video_frame
@@ -519,6 +520,10 @@ def write_clip(
     sample_rate = 48000
     with av.open(os.fspath(path), "w", format=fmt, options=opts) as out:
         video = add_h264_stream(out, spec.width, spec.height, rate, tb, crf=crf, preset=preset)
+        if keyint:  # a keyframe every ``keyint`` frames exactly (segment tests and benches)
+            video.codec_context.options = {
+                **video.codec_context.options,
+                "x264-params": f"keyint={keyint}:min-keyint={keyint}:scenecut=0"}
         audio = None
         if with_audio:
             audio = out.add_stream("aac", rate=sample_rate, layout="mono")

@@ -164,6 +164,24 @@ class VideoFileSource(Source):
                              f"at most {MAX_SIDE} per side)")
         self.size = (w, h)
 
+    def seek(self, pts: int, index: int = 0) -> None:
+        """Go to the keyframe at or before stream time ``pts`` (the stream's time base).
+
+        The next ``read`` returns that keyframe's frame, numbered ``index`` (its position in
+        the file, for ``backend.segments`` windows); a later frame when the container's index
+        is coarse, which the caller checks by timestamp. InputError when seeking fails.
+        """
+        if self._container is None:
+            raise RuntimeError(f"{self.path}: seek before open")
+        try:
+            self._container.seek(int(pts), stream=self._stream, backward=True, any_frame=False)
+        except (av.FFmpegError, OSError) as exc:
+            raise InputError(f"{self.path}: cannot seek ({_cause(exc)})") from None
+        self._frames = self._decode(self._container, self._stream)
+        self._pending = None
+        self.frames_read = int(index)
+        self._last_ts = -1.0
+
     def _decode(
         self, container: av.container.InputContainer, stream: av.video.VideoStream
     ) -> Iterator[av.VideoFrame]:

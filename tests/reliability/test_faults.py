@@ -434,6 +434,12 @@ def test_config_rewritten_50_times_a_second_for_10_s_last_valid_wins(tmp_path, s
                 os.replace(tmp, path)
             writes += 1
             time.sleep(max(0.0, t0 + writes / 50 - time.monotonic()))
+        # the storm's reloads each read one random version; this bad one stays until it is
+        # rejected, so "bad versions are counted" never rests on chance
+        path.write_text(bad[1])
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline and not stats.counts().get("config.fallback"):
+            time.sleep(0.05)
         path.write_text(final)
         want = {"mask.type": "solid", "mask.scale": 2.25, "mask.pixel_blocks": 13,
                 "detector.threshold": 0.33, "tracker.hold_frames": 11}
@@ -499,9 +505,12 @@ def test_interrupt_stops_within_a_second_and_leaves_nothing(tmp_path, long_clip,
     before = snapshot(tmp_path)
     out = tmp_path / "o.mp4"
     env = {**os.environ, "PTIM_USERDATA_DIR": str(tmp_path.parent / "ud-int")}
+    # SIGINT at its default in the child: a suite started in the background (SIGINT
+    # ignored, as a shell does for `cmd &`) must still test Ctrl+C
     p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "process", str(src), "-o",
                           str(out), "--boxes", str(tmp_path / "b.jsonl")], cwd=tmp_path,
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     if when == "startup":  # as soon as main.py has its SIGTERM handler: still importing
         while time.time() < deadline and not _caught_signals(p.pid) & (1 << (15 - 1)):
