@@ -27,13 +27,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.detect.schedule import REFINE_FACE_PX, Region
+from backend.detect.schedule import Region
 from backend.types import Detections, Track
 
 log = logging.getLogger("ptim.track")
 
 # A candidate overlapping another track's box by this much belongs to that track.
 CLAIMED_IOU = 0.3
+# A backward crop shows its predicted face at about this many input pixels: fewer than a
+# forward refinement crop's, because the frames before a face was found are where it was
+# smeared by motion, and a smear shrinks to a face-like blob at a small scale.
+BACKTRACK_FACE_PX = 40.0
+# A face moving this many of its sizes a frame is followed back until its predicted path
+# leaves the frame, however long it went unfound (a still one: for hold_frames frames).
+MOVING = 0.1
+# Share of a face's speed by which its predicted position may be off per frame unfound.
+VELOCITY_DOUBT = 0.2
 # Motion of an unknown face, in face sizes per frame, that the first backward search covers.
 FIRST_SEARCH = 1.5
 
@@ -139,14 +148,22 @@ class _Chain:
         self.box, self.anchor, self.anchor_k, self.misses = box, box, k, 0
 
     def missed(self, pred: np.ndarray, growth: float, max_growth: float,
-               miss_limit: int) -> np.ndarray | None:
-        """The grown prediction to paint, or None once ``miss_limit`` misses ran out."""
+               miss_limit: int, frame_size: tuple[int, int]) -> np.ndarray | None:
+        """The grown prediction to paint, or None once the walk ends: after ``miss_limit``
+        misses for a face that was still, or once the prediction has left the frame for a
+        face that was moving (it came from somewhere, smeared too much to be found)."""
         self.misses += 1
-        if self.misses > miss_limit:
+        moving = self.step is not None and \
+            float(np.hypot(*self.step)) >= MOVING * _size(self.anchor)
+        w, h = frame_size
+        outside = pred[2] <= 0 or pred[3] <= 0 or pred[0] >= w or pred[1] >= h
+        if outside or (not moving and self.misses > miss_limit):
             self.done = True
             return None
         self.box = pred
         frac = growth * 2 * self.misses
+        if self.step is not None:  # the motion is known to within about a fifth
+            frac += 2 * VELOCITY_DOUBT * float(np.hypot(*self.step)) * self.misses / _size(pred)
         cap = max_growth * _size(self.base) / _size(pred) - 1
         return _grow(pred, max(0.0, min(frac, cap)))
 
@@ -242,7 +259,8 @@ class SecondPass:
                     self._paint(held, Added(-c.track_id, box, "backtracked", True))
                     self.backtracked += 1
                     continue
-                grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit)
+                grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit,
+                                 held.result.frame.size)
                 if grown is not None:
                     self._paint(held, Added(-c.track_id, grown, "backtracked", False))
                     self.backtracked += 1
@@ -298,7 +316,7 @@ class SecondPass:
         x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
         if x1 - x0 < 4 or y1 - y0 < 4:
             return np.zeros((0, 4))
-        scale = min(2.0, REFINE_FACE_PX / size)
+        scale = min(2.0, BACKTRACK_FACE_PX / size)
         try:
             dets = self.detect_crops(original, [Region(x0, y0, x1, y1, scale, "refine")])
         except Exception as exc:  # noqa: BLE001 - a failed crop falls back to the grown box

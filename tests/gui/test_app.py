@@ -198,7 +198,8 @@ def test_yaml_edit_of_the_schedule_applies_live(qtbot, app_ctl):
     qtbot.waitUntil(lambda: runner.schedule is None, timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "no fine pass (override)" in app_ctl.window.protection_text,
                     timeout=WAIT_MS)
-    assert app_ctl.window.protection_text.startswith("Faces from 34 px")  # 12 / (448/1280)
+    # 16 px at the detector's input (RELIABLE_INPUT_PX) / (448/1280)
+    assert app_ctl.window.protection_text.startswith("Faces from 46 px")
 
 
 def test_ctrl_p_toggles_dashboard(qtbot, app_ctl):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from backend.degrade import FinePassGovernor, effective_cap, protection
-from backend.detect.schedule import DetectionSchedule
+from backend.detect.schedule import RELIABLE_INPUT_PX, DetectionSchedule
 
 FRAME = 1 / 30  # 33.3 ms
 SLOW = 0.030  # over 0.8 x the frame interval
@@ -109,11 +109,13 @@ def test_rejects_inverted_thresholds():
 
 
 def test_effective_cap_is_where_tiles_stop_shrinking():
-    sched = DetectionSchedule(12, 448, 6)
-    cap = effective_cap(sched, 1280, 720, 24)
-    assert 6 < cap <= 24
+    # 640x360: the tiles stop shrinking (each stays half a coarse pass) well below 24
+    sched = DetectionSchedule(12, 448, 2)
+    cap = effective_cap(sched, 640, 360, 24)
+    assert 2 < cap < 24
     bigger = DetectionSchedule(12, 448, cap + 10)
-    assert bigger.plan(1280, 720).period == DetectionSchedule(12, 448, cap).plan(1280, 720).period
+    assert bigger.plan(640, 360).period == DetectionSchedule(12, 448, cap).plan(640, 360).period
+    assert 6 < effective_cap(DetectionSchedule(12, 448, 6), 1280, 720, 24) <= 24
     assert effective_cap(DetectionSchedule(40, 448, 6), 1280, 720) == 1  # no fine pass
 
 
@@ -130,10 +132,10 @@ def test_protection_with_a_schedule(min_face, size, expected_px):
 
 def test_protection_of_an_explicit_override():
     p = protection(None, 1280, 720, long_side=448, override="quality.model_quality balanced")
-    assert p.protected_px == pytest.approx(12 / (448 / 1280))
+    assert p.protected_px == pytest.approx(RELIABLE_INPUT_PX / (448 / 1280))
     assert p.fine_period == 0 and "balanced" in p.override
     p = protection(None, 1280, 720, input_size=(640, 384))
-    assert p.protected_px == pytest.approx(12 / 0.5)
+    assert p.protected_px == pytest.approx(RELIABLE_INPUT_PX / 0.5)
 
 
 def test_protection_says_when_degraded(gov):
