@@ -150,14 +150,17 @@ class _Chain:
     def missed(self, pred: np.ndarray, growth: float, max_growth: float,
                miss_limit: int, frame_size: tuple[int, int]) -> np.ndarray | None:
         """The grown prediction to paint, or None once the walk ends: after ``miss_limit``
-        misses for a face that was still, or once the prediction has left the frame for a
-        face that was moving (it came from somewhere, smeared too much to be found)."""
+        misses for a face that was still inside the frame, or once the prediction has left
+        the frame for a face that was moving (it came from somewhere, smeared too much to be
+        found) or cut by the frame's edge (too little of it to be found)."""
         self.misses += 1
         moving = self.step is not None and \
             float(np.hypot(*self.step)) >= MOVING * _size(self.anchor)
         w, h = frame_size
         outside = pred[2] <= 0 or pred[3] <= 0 or pred[0] >= w or pred[1] >= h
-        if outside or (not moving and self.misses > miss_limit):
+        # a face cut by the frame's edge is hard to find: it may be there all along
+        at_edge = pred[0] < 0 or pred[1] < 0 or pred[2] > w or pred[3] > h
+        if outside or (not moving and not at_edge and self.misses > miss_limit):
             self.done = True
             return None
         self.box = pred
