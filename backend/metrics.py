@@ -6,6 +6,7 @@ reads ``snapshot()`` on a timer a few times a second, never per frame.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import deque
@@ -52,6 +53,8 @@ class MetricsSnapshot:
     gpu_memory_mb: float | None
     recoveries: dict[str, int] = field(default_factory=dict)
     recovery_total: int = 0
+    faces_replaced: int = 0  # face replacement: faces replaced so far
+    replace_fallbacks: int = 0  # and faces masked instead because replacing them failed
 
 
 def _percentile(values: deque[float], q: float) -> float:
@@ -180,6 +183,9 @@ class Metrics:
         if with_process:
             cpu, rss = self._process_usage()
         fin, fout, dropped, failc, faces = counters
+        # read only when face replacement was ever loaded: no import for the common case
+        engine = sys.modules.get("backend.replace.engine")
+        replaced, fell_back = engine.COUNTS.snapshot() if engine is not None else (0, 0)
         return MetricsSnapshot(
             time=time.time(),
             input_fps=in_fps,
@@ -199,6 +205,8 @@ class Metrics:
             gpu_memory_mb=self._gpu_memory_mb,
             recoveries=self.errors.counts(),
             recovery_total=self.errors.total(),
+            faces_replaced=replaced,
+            replace_fallbacks=fell_back,
         )
 
     def _process_usage(self) -> tuple[float, float]:

@@ -427,7 +427,13 @@ class DashboardWidget(QWidget):
         self.header["dropped"].setText(f"dropped <b>{s.dropped_frames}</b>")
         fail_color = _CRIT if s.fail_closed_frames else ""
         style = f' style="color:{fail_color}"' if fail_color else ""
-        self.header["fail_closed"].setText(f"fail-closed <b{style}>{s.fail_closed_frames}</b>")
+        replaced = ""
+        if s.faces_replaced or s.replace_fallbacks:  # face replacement: how it is going
+            warn = f' style="color:{_WARN}"' if s.replace_fallbacks else ""
+            replaced = (f" · replaced {s.faces_replaced}, masked instead "
+                        f"<b{warn}>{s.replace_fallbacks}</b>")
+        self.header["fail_closed"].setText(
+            f"fail-closed <b{style}>{s.fail_closed_frames}</b>{replaced}")
         level = self._level(s.rss_mb)
         rss_style = {"ok": "", "warning": f' style="color:{_WARN}"',
                      "critical": f' style="color:{_CRIT}"'}[level]

@@ -393,6 +393,28 @@ def test_dashboard_memory_lines_and_colour(dashboard) -> None:
     assert dashboard.rss_level == "critical"
 
 
+def test_dashboard_counts_faces_masked_instead_of_replaced(dashboard) -> None:
+    from dataclasses import replace
+
+    dashboard.push(_snapshot(0))
+    dashboard.redraw()
+    assert "replaced" not in dashboard.header["fail_closed"].text()  # no replacement running
+    dashboard.push(replace(_snapshot(1), faces_replaced=40, replace_fallbacks=3))
+    dashboard.redraw()
+    text = dashboard.header["fail_closed"].text()
+    assert "replaced 40" in text and "masked instead" in text and "3</b>" in text
+
+
+def test_metrics_snapshot_reads_the_replacement_counts() -> None:
+    from backend.metrics import Metrics
+    from backend.replace import COUNTS
+
+    before = COUNTS.snapshot()
+    COUNTS.add(2, 1)
+    snap = Metrics().snapshot()
+    assert (snap.faces_replaced, snap.replace_fallbacks) == (before[0] + 2, before[1] + 1)
+
+
 def test_dashboard_gpu_plot_and_buttons(qtbot, dashboard) -> None:
     dashboard.push(_snapshot(0, gpu=128.0))
     dashboard.redraw()
