@@ -194,8 +194,12 @@ class RayExecutor:
                             outcome = out
                     on_result(unit, outcome)
         except BaseException:
+            # not force=True: force-killing a task whose reply is on its way trips a check
+            # inside Ray (task_manager "Check failed") and aborts the driver; a plain cancel
+            # interrupts the task, whose temporary part the next run removes
             for ref in inflight:
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=False)
             raise
         starts = self._snapshot()
         retries = sum(max(0, len(v) - 1) for v in starts.values())

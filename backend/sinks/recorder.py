@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -260,6 +261,9 @@ class VideoRecorder:
         self._out: av.container.OutputContainer | None = None
         self._audio: AudioFeed | None = None
         self._closed = False
+        # write() runs on a writer thread while abort() may come from the main one (Ctrl+C):
+        # the lock keeps a frame half-muxed from recreating the file that abort removed
+        self._io_lock = threading.RLock()
         self._saved: Path | None = None
         self._last_pts: int | None = None
         self._origin = 0.0
@@ -308,8 +312,13 @@ class VideoRecorder:
         """Encode one frame (BGR uint8 of exactly ``size``) at its timestamp.
 
         Raises ValueError for a frame of another size or type (the recorder stays
-        usable), OutputError when writing fails (the recorder is then aborted).
+        usable), OutputError when writing fails (the recorder is then aborted). Safe to
+        call while another thread aborts: the frame is either written before or refused.
         """
+        with self._io_lock:
+            self._write(frame)
+
+    def _write(self, frame: Frame) -> None:
         if self._closed or self._out is None:
             raise RuntimeError(f"{self.path}: recorder is closed")
         img = frame.image
@@ -370,9 +379,11 @@ class VideoRecorder:
         return self.path
 
     def abort(self) -> None:
-        """Stop and delete the temporary file; ``path`` is never touched. Idempotent."""
-        self._discard()
-        self._closed = True
+        """Stop and delete the temporary file; ``path`` is never touched. Idempotent, and
+        safe while another thread is in ``write`` (it waits for that frame)."""
+        with self._io_lock:
+            self._closed = True
+            self._discard()
 
     # -- internals --------------------------------------------------------------------
     def _discard(self) -> None:
