@@ -140,38 +140,62 @@ def check_writable(target: Path) -> None:
     output_writable(target)
 
 
-class _Progress:
-    """A one-line progress bar on a terminal (stderr); silent otherwise."""
+class TerminalLine:
+    """One line redrawn in place on a terminal (stderr), at most 5 times a second; silent
+    when stderr is not a terminal or ``enabled`` is False."""
 
-    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
-        self.label, self.total = label, total
+    def __init__(self, enabled: bool) -> None:
         self.enabled = enabled and sys.stderr.isatty()
         self._t0 = time.perf_counter()
         self._last = 0.0
 
-    def update(self, done: int, force: bool = False) -> None:
+    def elapsed(self, force: bool = False) -> float | None:
+        """Seconds since the start when a redraw is due now (always with ``force``), else
+        None."""
         if not self.enabled:
-            return
+            return None
         now = time.perf_counter()
         if not force and now - self._last < 0.2:
-            return
+            return None
         self._last = now
-        fps = done / max(now - self._t0, 1e-9)
-        if self.total:
-            frac = min(done / self.total, 1.0)
-            bar = "#" * int(frac * 24)
-            eta = (self.total - done) / fps if fps > 0 else 0
-            line = (f"{self.label} [{bar:<24}] {done}/{self.total} {fps:5.1f} fps "
-                    f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
-        else:
-            line = f"{self.label} {done} frames {fps:5.1f} fps"
+        return max(now - self._t0, 1e-9)
+
+    def show(self, line: str) -> None:
+        """Draw ``line`` over the previous one."""
         sys.stderr.write("\r" + line[:150].ljust(100))
         sys.stderr.flush()
 
     def finish(self) -> None:
+        """Clear the line."""
         if self.enabled:
             sys.stderr.write("\r" + " " * 100 + "\r")
             sys.stderr.flush()
+
+
+def eta_text(left: float, fps: float) -> str:
+    """``M:SS`` to go for ``left`` frames at ``fps``."""
+    eta = left / fps if fps > 0 else 0.0
+    return f"{int(eta // 60)}:{int(eta % 60):02d}"
+
+
+class _Progress(TerminalLine):
+    """A one-line progress bar of one input's frames."""
+
+    def __init__(self, label: str, total: int | None, enabled: bool) -> None:
+        super().__init__(enabled)
+        self.label, self.total = label, total
+
+    def update(self, done: int, force: bool = False) -> None:
+        elapsed = self.elapsed(force)
+        if elapsed is None:
+            return
+        fps = done / elapsed
+        if self.total:
+            bar = "#" * int(min(done / self.total, 1.0) * 24)
+            self.show(f"{self.label} [{bar:<24}] {done}/{self.total} {fps:5.1f} fps "
+                      f"ETA {eta_text(self.total - done, fps)}")
+        else:
+            self.show(f"{self.label} {done} frames {fps:5.1f} fps")
 
 
 class _AtomicText:

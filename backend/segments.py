@@ -24,14 +24,15 @@ import math
 import os
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from backend.batch import TerminalLine, eta_text
 from backend.errors import InputError, OutputError, UsageError
+from backend.sinks.recorder import _cause, _has_audio  # one wording of both, with recording
 
 log = logging.getLogger("ptim.segments")
 
@@ -272,11 +273,6 @@ def run_unit(runner, unit: Unit) -> dict:
 # -- the exact join ------------------------------------------------------------------------
 
 
-def _cause(exc: BaseException) -> str:
-    msg = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(msg).strip().splitlines()[0]
-
-
 def count_packets(path: Path) -> int:
     """Video packets in a part (one per frame); OutputError when it cannot be read."""
     import av
@@ -386,16 +382,6 @@ def _open_join(tmp, fmt, opts, tags, part0: Path, tb: Fraction, audio_from, tran
             out.close()
         raise
     return out, vout, audio
-
-
-def _has_audio(path: Path) -> bool:
-    import av
-
-    try:
-        with av.open(os.fspath(path)) as c:
-            return bool(c.streams.audio)
-    except (av.FFmpegError, OSError) as exc:
-        raise InputError(f"{path}: cannot read audio ({_cause(exc)})") from None
 
 
 def _headers(path: Path) -> tuple:
@@ -534,36 +520,22 @@ class _JobState:
         self.failed = False
 
 
-class Progress:
+class Progress(TerminalLine):
     """One line on a terminal (stderr): files and segments done, frames per second of the
     whole run, ETA; silent otherwise."""
 
     def __init__(self, files: int, units: int, frames: int, enabled: bool) -> None:
+        super().__init__(enabled)
         self.files, self.units, self.frames = files, units, frames
-        self.enabled = enabled and sys.stderr.isatty()
-        self._t0 = time.perf_counter()
-        self._last = 0.0
 
     def update(self, files: int, units: int, frames: int, force: bool = False) -> None:
         """Show the counts done so far (at most 5 times a second unless ``force``)."""
-        if not self.enabled:
+        elapsed = self.elapsed(force)
+        if elapsed is None:
             return
-        now = time.perf_counter()
-        if not force and now - self._last < 0.2:
-            return
-        self._last = now
-        fps = frames / max(now - self._t0, 1e-9)
-        eta = (self.frames - frames) / fps if fps > 0 else 0.0
-        line = (f"files {files}/{self.files}, segments {units}/{self.units}, "
-                f"{fps:5.1f} fps, ETA {int(eta // 60)}:{int(eta % 60):02d}")
-        sys.stderr.write("\r" + line[:150].ljust(100))
-        sys.stderr.flush()
-
-    def finish(self) -> None:
-        """Clear the line."""
-        if self.enabled:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
+        fps = frames / elapsed
+        self.show(f"files {files}/{self.files}, segments {units}/{self.units}, "
+                  f"{fps:5.1f} fps, ETA {eta_text(self.frames - frames, fps)}")
 
 
 class SegmentedRun:
