@@ -145,7 +145,8 @@ class RayExecutor:
 
     def run(self, units, on_result, wanted) -> dict:
         """Submit ``units`` as slots free up, hand each outcome to ``on_result``; returns
-        ``{"nodes", "retries"}``. Ctrl+C cancels the tasks in flight and re-raises."""
+        ``{"nodes", "retries"}``. Ctrl+C re-raises; the tasks in flight end with the driver's
+        job."""
         gpu_slots, cpu_slots, per = self._slots()
         gpu_json, cpu_json = self._settings_json("cuda"), self._settings_json("cpu")
         pending = deque(units)
@@ -194,12 +195,9 @@ class RayExecutor:
                             outcome = out
                     on_result(unit, outcome)
         except BaseException:
-            # not force=True: force-killing a task whose reply is on its way trips a check
-            # inside Ray (task_manager "Check failed") and aborts the driver; a plain cancel
-            # interrupts the task, whose temporary part the next run removes
-            for ref in inflight:
-                with contextlib.suppress(Exception):
-                    ray.cancel(ref, force=False)
+            # no ray.cancel: cancelling a task whose reply is on its way trips a check inside
+            # Ray (task_manager "Check failed") and aborts the driver; the driver's tasks end
+            # with its job, and the next run removes their temporary parts
             raise
         starts = self._snapshot()
         retries = sum(max(0, len(v) - 1) for v in starts.values())
