@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from backend.batch import BatchRunner, JobStats, _AtomicText, check_writable, plan_jobs
-from backend.errors import STATS, InputError, PtimError, UsageError
+from backend.errors import STATS, PtimError, UsageError
 
 log = logging.getLogger("ptim.batch")
 
@@ -149,29 +149,27 @@ def run_process(args) -> int:
         total = JobStats()
         done = 0
         t0 = time.perf_counter()
-        from backend.replace import COUNTS
-
-        for job in plan.jobs:
-            fell_back0 = COUNTS.snapshot()[1]
-            try:
-                st = runner.run_job(job)
-            except InputError as exc:
+        def report(job, st, exc) -> None:
+            nonlocal done
+            if exc is not None:
                 if len(plan.jobs) == 1 and not plan.skipped:
-                    raise
+                    raise exc
                 _error(str(exc))
                 failures.append((job.source, str(exc)))
-                continue
+                return
             done += 1
             total.frames += st.frames
             total.faces += st.faces
             total.fail_closed += st.fail_closed
             if not args.quiet:
                 # faces the replace mask could not replace were masked irreversibly instead
-                fell = (f", {COUNTS.snapshot()[1] - fell_back0} masked instead of replaced"
+                fell = (f", {st.masked_instead} masked instead of replaced"
                         if settings.mask.type == "replace" else "")
                 print(f"{job.output}: {st.frames} frames, {st.faces} faces, "
                       f"{st.fail_closed} fail-closed{fell}, "
                       f"{st.frames / max(st.seconds, 1e-9):.1f} fps")
+
+        runner.run_jobs(plan.jobs, report)
         if boxes is not None:
             boxes.commit()
             boxes = None

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,7 @@ class JobStats:
     fail_closed: int = 0
     seconds: float = 0.0
     expected: int | None = None
+    masked_instead: int = 0  # faces the replace mask could not replace, masked instead
 
 
 @dataclass(slots=True)
@@ -221,6 +223,50 @@ class _AtomicText:
 _STOP = object()
 
 
+class _Finish:
+    """The end of a job: ``work`` (writing the frames still queued, closing the output) runs
+    on a thread when ``background``, else at once. ``wait`` returns the job's stats or
+    raises its error; ``cancel`` abandons it (its output is removed, never left half)."""
+
+    def __init__(self, job: Job, stats: JobStats, work: Callable[[], None] | None = None,
+                 stop: threading.Event | None = None, background: bool = False) -> None:
+        self.job, self.stats = job, stats
+        self._stop = stop
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if work is not None and background:
+            self._thread = threading.Thread(target=self._run, args=(work,), name="ptim-finish",
+                                            daemon=True)
+            self._thread.start()
+        elif work is not None:
+            work()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait()
+            self._error = exc
+
+    def done(self) -> bool:
+        """True once the job has ended, written or failed."""
+        return self._thread is None or not self._thread.is_alive()
+
+    def wait(self) -> JobStats:
+        """The job's stats once its output is complete; raises the error that ended it."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.stats
+
+    def cancel(self) -> None:
+        """Abandon the job and wait until its temporary output is gone."""
+        if self._stop is not None:
+            self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
 class BatchRunner:
     """Runs jobs through one detector (loaded once) and a pipeline per job."""
 
@@ -237,7 +283,8 @@ class BatchRunner:
         self._detector = detector
         self._loader: threading.Thread | None = None
         self._load_error: BaseException | None = None
-        self.stop_event = threading.Event()
+        self._poll: Callable[[], None] | None = None  # run_jobs' check between frames
+        self._plans_logged: set[str] = set()
 
     def preload(self) -> None:
         """Start loading the detector on a thread, so opening the input overlaps it."""
@@ -278,6 +325,51 @@ class BatchRunner:
         write only the frames in [write_from, write_until) seconds; the frames of its lead-in
         and lead-out are detected, tracked and go through the second pass, but are not written.
         """
+        return self._start(job, window, background=False).wait()
+
+    def run_jobs(self, jobs: list[Job],
+                 report: Callable[[Job, JobStats | None, InputError | None], None]) -> None:
+        """Process ``jobs`` in order, each one's writing overlapping the next one's detection.
+
+        ``report(job, stats, None)`` follows each job whose output is complete, ``report(job,
+        None, error)`` each one that failed on its input (an InputError: the run goes on);
+        in job order, on the calling thread, as soon as the job is done (checked between the
+        next job's frames). Any other error, or one raised by ``report``, stops the run: the
+        job being written is abandoned (no output left) and the error propagates.
+        """
+        pending: deque[_Finish] = deque()  # jobs still writing or not yet reported, in order
+
+        def settle(keep: int = 0, wait: bool = True) -> None:
+            """Report the oldest jobs until ``keep`` are left (only finished ones unless
+            ``wait``)."""
+            while len(pending) > keep and (wait or pending[0].done()):
+                done = pending[0]
+                try:
+                    stats = done.wait()
+                except InputError as exc:
+                    pending.popleft()
+                    report(done.job, None, exc)
+                else:
+                    pending.popleft()
+                    report(done.job, stats, None)
+
+        self._poll = lambda: settle(wait=False)
+        try:
+            for job in jobs:
+                try:
+                    pending.append(self._start(job, None, background=True))
+                except InputError as exc:
+                    settle()
+                    report(job, None, exc)
+                    continue
+                settle(keep=1)  # the newest writes on while the next job is detected
+            settle()
+        finally:
+            self._poll = None
+            for left in pending:  # the run failed: what is still being written is abandoned
+                left.cancel()
+
+    def _start(self, job: Job, window, background: bool) -> _Finish:
         from backend.faults import FaultySource, faults_from_env
         from backend.sources import open_source
 
@@ -287,10 +379,10 @@ class BatchRunner:
             src = FaultySource(src, faults)
         with src:
             if job.kind == "image":
-                return self._run_image(job, src)
+                return _Finish(job, self._run_image(job, src))
             if window is not None:
                 src.seek(window.seek_pts, window.seek_index)
-            return self._run_video(job, src, window)
+            return self._run_video(job, src, window, background)
 
     def _pipeline(self):
         from backend.pipeline import DetectionRunner, Pipeline, schedule_for
@@ -306,8 +398,11 @@ class BatchRunner:
     def _log_plan(self, job: Job, runner, width: int, height: int, still: bool = False) -> None:
         from backend.pipeline import describe_detection
 
-        log.info("%s: detection: %s", Path(job.source).name,
-                 describe_detection(self.settings, width, height, still))
+        text = describe_detection(self.settings, width, height, still)
+        # once per plan at the default level: a folder of same-size clips gets one line
+        level = logging.DEBUG if text in self._plans_logged else logging.INFO
+        self._plans_logged.add(text)
+        log.log(level, "%s: detection: %s", Path(job.source).name, text)
 
     def _run_image(self, job: Job, src) -> JobStats:
         from backend.sinks import ImageSink
@@ -336,7 +431,11 @@ class BatchRunner:
         stats.seconds = time.perf_counter() - t0
         return stats
 
-    def _run_video(self, job: Job, src, window=None) -> JobStats:
+    def _run_video(self, job: Job, src, window=None, background: bool = False) -> _Finish:
+        """Detect, track and mask every frame of ``src`` on this thread; the writer thread
+        encodes them. Returns when the last frame is queued for writing: the rest (the
+        queued frames, closing the output) runs on in the background when ``background``,
+        else before this returns."""
         from backend.faults import FaultyWriter, faults_from_env
         from backend.sinks import VideoRecorder
         from backend.track import SecondPass
@@ -352,12 +451,15 @@ class BatchRunner:
         faults = faults_from_env()
         if faults is not None and faults.write_fail is not None:
             rec = FaultyWriter(rec, faults)
+        from backend.replace import COUNTS
+
         stats = JobStats(expected=src.frame_count if window is None else window.frames)
+        fell_back0 = COUNTS.snapshot()[1]
         progress = _Progress(Path(job.source).name, stats.expected, not self.quiet)
         frames_q: queue.Queue = queue.Queue(maxsize=8)
         out_q: queue.Queue = queue.Queue(maxsize=8)
         errors: list[BaseException] = []
-        stop = self.stop_event
+        stop = threading.Event()  # this job's: a failed job never stops the next one
 
         def put(q: queue.Queue, item) -> bool:
             while not stop.is_set():
@@ -400,7 +502,7 @@ class BatchRunner:
                         if stop.is_set():
                             return
                         continue
-                    if res is _STOP:
+                    if res is _STOP or stop.is_set():
                         return
                     with StageTimer(self.metrics, "output"):
                         rec.write(res.frame)
@@ -472,18 +574,14 @@ class BatchRunner:
                     ended = True
                     break
                 progress.update(stats.frames)
+                if self._poll is not None:
+                    self._poll()  # report the job before this one as soon as it is written
             if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q, window):
                 put(out_q, _STOP)
-            for t in threads:
-                while t.is_alive():
-                    t.join(timeout=0.1)
-            if errors:
-                raise errors[0]
-            if stop.is_set():
-                raise KeyboardInterrupt
-            if stats.frames == 0:
-                raise InputError(f"{job.source}: no frames could be decoded")
-            rec.close()
+            stats.masked_instead = COUNTS.snapshot()[1] - fell_back0
+            # the source closes when this returns: its reader must be done with it
+            while threads[0].is_alive():
+                threads[0].join(timeout=0.1)
         except BaseException:
             stop.set()
             for t in threads:
@@ -494,8 +592,27 @@ class BatchRunner:
             progress.finish()
             if runner is not None:
                 runner.close()
-        stats.seconds = time.perf_counter() - t0
-        return stats
+
+        def finish() -> None:
+            try:
+                while threads[1].is_alive():
+                    threads[1].join(timeout=0.1)
+                if errors:
+                    raise errors[0]
+                if stop.is_set():
+                    raise KeyboardInterrupt
+                if stats.frames == 0:
+                    raise InputError(f"{job.source}: no frames could be decoded")
+                rec.close()
+            except BaseException:
+                stop.set()
+                threads[1].join(timeout=1.0)
+                rec.abort()
+                raise
+            finally:
+                stats.seconds = time.perf_counter() - t0
+
+        return _Finish(job, stats, finish, stop, background)
 
     def _emit(self, done, stats: JobStats, job: Job, put, out_q: queue.Queue,
               window=None) -> bool:

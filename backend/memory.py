@@ -63,6 +63,9 @@ class MemoryPool:
         self._lock = threading.Lock()
         self._free: OrderedDict[int, tuple[_Key, Priority, np.ndarray]] = OrderedDict()
         self._in_use: dict[int, tuple[_Key, Priority, np.ndarray]] = {}
+        # free buffers by key, and the bytes held: acquire is O(1) however many sizes exist
+        self._free_by_key: dict[_Key, dict[int, None]] = {}
+        self._bytes = 0
         self._allocator = allocator or (lambda shape, dtype: np.empty(shape, dtype))
         self._allocations = 0
         self._reuses = 0
@@ -87,12 +90,14 @@ class MemoryPool:
         """
         key: _Key = (tuple(int(s) for s in shape), np.dtype(dtype).str)
         with self._lock:
-            for ident, (k, _prio, arr) in self._free.items():
-                if k == key:
-                    del self._free[ident]
-                    self._in_use[ident] = (k, priority, arr)
-                    self._reuses += 1
-                    return arr
+            same = self._free_by_key.get(key)
+            if same:
+                ident = next(iter(same))
+                self._drop_free(ident)
+                _k, _prio, arr = self._free.pop(ident)
+                self._in_use[ident] = (key, priority, arr)
+                self._reuses += 1
+                return arr
             nbytes = int(np.prod(key[0], dtype=np.int64)) * np.dtype(dtype).itemsize
             self._make_room(nbytes)
             if self._used_bytes() + nbytes > self._capacity:
@@ -106,6 +111,7 @@ class MemoryPool:
                 self._failures += 1
                 raise PoolExhausted(str(exc) or "allocation failed") from exc
             self._allocations += 1
+            self._bytes += arr.nbytes
             self._in_use[id(arr)] = (key, priority, arr)
             return arr
 
@@ -115,6 +121,7 @@ class MemoryPool:
             entry = self._in_use.pop(id(arr), None)
             if entry is not None:
                 self._free[id(arr)] = entry
+                self._free_by_key.setdefault(entry[0], {})[id(arr)] = None
 
     def free_cache(self) -> int:
         """Drop every free buffer; returns the bytes freed."""
@@ -122,6 +129,8 @@ class MemoryPool:
             freed = sum(a.nbytes for _, _, a in self._free.values())
             self._evictions += len(self._free)
             self._free.clear()
+            self._free_by_key.clear()
+            self._bytes -= freed
             return freed
 
     def resize(self, capacity_mb: float) -> None:
@@ -151,13 +160,20 @@ class MemoryPool:
 
     # -- internals --------------------------------------------------------------------
     def _used_bytes(self) -> int:
-        return sum(a.nbytes for _, _, a in self._in_use.values()) + sum(
-            a.nbytes for _, _, a in self._free.values()
-        )
+        return self._bytes
+
+    def _drop_free(self, ident: int) -> None:
+        """Forget ``ident`` in the by-key index of free buffers."""
+        key = self._free[ident][0]
+        same = self._free_by_key[key]
+        del same[ident]
+        if not same:
+            del self._free_by_key[key]
 
     def _make_room(self, nbytes: int) -> None:
         while self._free and self._used_bytes() + nbytes > self._capacity:
             # lowest priority first; among equals the oldest released (dict order)
             victim = min(self._free, key=lambda i: self._free[i][1])
-            del self._free[victim]
+            self._drop_free(victim)
+            self._bytes -= self._free.pop(victim)[2].nbytes
             self._evictions += 1

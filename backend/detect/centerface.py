@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from backend.detect.schedule import Region
 
 _ALIGN = 32  # the network downsamples 5 times
+_MAX_BATCH = 32  # crops per network call: bounds the batch tensor (32 x 3 x 192 x 192: 14 MB)
 _MAX_CANDIDATES = 2000  # bounds NMS cost when a very low threshold lights up the heatmap
 # Source channel for each network input channel (R, G, B), by number of image channels.
 _RGB_FROM = {1: (0, 0, 0), 3: (2, 1, 0), 4: (2, 1, 0)}
@@ -134,6 +136,41 @@ def decode(
         )
         pts = np.where(bad, centre[:, None, :], pts)
     return boxes, pts.astype(np.float32, copy=False), scores
+
+
+@dataclass(frozen=True, slots=True)
+class _Crop:
+    """A part of a frame (x0, y0 inclusive; x1, y1 exclusive) seen at ``sw`` x ``sh``."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    sw: int
+    sh: int
+    refine: bool = False
+
+
+def batch_groups(crops: Sequence[_Crop], max_batch: int = 32,
+                 slack: float = 1.5) -> list[tuple[tuple[int, int], list[_Crop]]]:
+    """Crops grouped into batches of one padded input shape (W, H), each at most
+    ``max_batch`` long: a crop joins a larger shape when that costs at most ``slack`` times
+    its own padded pixels (zero padding, as the multiple-of-32 pad already is)."""
+    shapes: dict[tuple[int, int], list[_Crop]] = {}
+    for c in crops:
+        shapes.setdefault((-(-c.sw // _ALIGN) * _ALIGN, -(-c.sh // _ALIGN) * _ALIGN),
+                          []).append(c)
+    # largest first: a shape moves into the smallest larger one that stays (already final)
+    for s in sorted(shapes, key=lambda s: s[0] * s[1], reverse=True):
+        fits = [t for t in shapes if t != s and t[0] >= s[0] and t[1] >= s[1]
+                and t[0] * t[1] <= slack * s[0] * s[1]]
+        if fits:
+            shapes[min(fits, key=lambda t: t[0] * t[1])].extend(shapes.pop(s))
+    out: list[tuple[tuple[int, int], list[_Crop]]] = []
+    for s, group in shapes.items():
+        for k in range(0, len(group), max(1, max_batch)):
+            out.append((s, group[k:k + max_batch]))
+    return out
 
 
 class CenterFaceDetector:
@@ -275,14 +312,15 @@ class CenterFaceDetector:
         ``origin`` ``ORIGIN_REFINED`` for refinement crops. Boxes are not clipped: a face
         cut by the frame's (or a crop's) edge keeps the extent the network gives it, so its
         mask covers what is visible of it (the masker clips to the frame). Overlapping boxes
-        from neighbouring regions are merged (``merge_detections``). Same errors as
+        from neighbouring regions are merged (``merge_detections``). Regions of similar
+        input size run as one batch (one network call for a crowd's crops). Same errors as
         ``detect``.
         """
         from backend.detect.schedule import merge_detections
 
         img = self._check_image(image_bgr)
         h, w = img.shape[:2]
-        parts: list[Detections] = []
+        crops: list[_Crop] = []
         for r in regions:
             x0, y0 = max(0, int(r.x0)), max(0, int(r.y0))
             x1, y1 = min(w, int(r.x1)), min(h, int(r.y1))
@@ -290,51 +328,80 @@ class CenterFaceDetector:
                 continue
             sw = max(1, round((x1 - x0) * r.scale))
             sh = max(1, round((y1 - y0) * r.scale))
-            d = self._detect_array(img[y0:y1, x0:x1], sw, sh, clip=False)
-            if not len(d):
-                continue
-            d.xyxy[:, 0::2] += x0
-            d.xyxy[:, 1::2] += y0
-            d.landmarks[:, :, 0] += x0
-            d.landmarks[:, :, 1] += y0
-            if r.kind == "refine":
-                d.origin[:] = ORIGIN_REFINED
-            parts.append(d)
+            crops.append(_Crop(x0, y0, x1, y1, sw, sh, r.kind == "refine"))
+        parts: list[Detections] = []
+        for (pw, ph), group in batch_groups(crops, self._max_batch):
+            for c, d in zip(group, self._detect_batch(img, group, pw, ph, clip=False),
+                            strict=True):
+                if not len(d):
+                    continue
+                d.xyxy[:, 0::2] += c.x0
+                d.xyxy[:, 1::2] += c.y0
+                d.landmarks[:, :, 0] += c.x0
+                d.landmarks[:, :, 1] += c.y0
+                if c.refine:
+                    d.origin[:] = ORIGIN_REFINED
+                parts.append(d)
         return merge_detections(Detections.concat(parts), iou=self.nms_iou)
+
+    @property
+    def _max_batch(self) -> int:
+        """Images per network call: 1 for a model whose batch dimension is fixed."""
+        dim = self._info.session.get_inputs()[0].shape[0]
+        return _MAX_BATCH if not isinstance(dim, int) else max(1, dim)
 
     def _detect_array(self, img: np.ndarray, sw: int, sh: int, clip: bool = True) -> Detections:
         """Faces in ``img`` (checked) seen scaled to ``sw`` x ``sh``, in ``img``'s pixels;
         ``clip`` False keeps the network's extent of a face cut by the image's edge."""
         h, w = img.shape[:2]
         pw, ph = -(-sw // _ALIGN) * _ALIGN, -(-sh // _ALIGN) * _ALIGN
+        return self._detect_batch(img, [_Crop(0, 0, w, h, sw, sh)], pw, ph, clip)[0]
+
+    def _detect_batch(self, img: np.ndarray, crops: Sequence[_Crop], pw: int, ph: int,
+                      clip: bool = True) -> list[Detections]:
+        """Faces in each crop of ``img``, scaled to its (sw, sh) and padded into one
+        (n, 3, ph, pw) batch, in the crop's pixels; ``clip`` as ``_detect_array``."""
+        raw: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         with self._lock:
             held: list[np.ndarray] = []
             try:
-                tensor = self._buffer((1, 3, ph, pw), np.float32, held)
-                if (sw, sh) == (w, h):
-                    resized = img
-                else:
-                    import cv2
+                tensor = self._buffer((len(crops), 3, ph, pw), np.float32, held)
+                for i, c in enumerate(crops):
+                    part = img[c.y0:c.y1, c.x0:c.x1]
+                    if (c.sw, c.sh) == (c.x1 - c.x0, c.y1 - c.y0):
+                        resized = part
+                    else:
+                        import cv2
 
-                    resized = self._buffer((sh, sw, *img.shape[2:]), np.uint8, held)
-                    # LINEAR as deface's blobFromImage does; AREA costs ~10x more at 720p
-                    cv2.resize(img, (sw, sh), dst=resized, interpolation=cv2.INTER_LINEAR)
-                fill_tensor(tensor, resized, sw, sh)
+                        resized = self._buffer((c.sh, c.sw, *img.shape[2:]), np.uint8, held)
+                        # LINEAR as deface's blobFromImage does; AREA costs ~10x more at 720p
+                        cv2.resize(part, (c.sw, c.sh), dst=resized,
+                                   interpolation=cv2.INTER_LINEAR)
+                    fill_tensor(tensor[i:i + 1], resized, c.sw, c.sh)
                 outputs = self._run(tensor)
                 # the outputs are bound buffers that the next run overwrites: decode them
                 # before another thread (the second pass's crops) may run
                 heatmap, scale, offset, landmarks = outputs[:4]
                 stride = self._stride(heatmap, pw, ph)
-                boxes, pts, scores = decode(heatmap, scale, offset, landmarks, self._threshold,
-                                            stride)
+                for i in range(len(crops)):
+                    k = slice(i, i + 1)
+                    raw.append(decode(heatmap[k], scale[k], offset[k], landmarks[k],
+                                      self._threshold, stride))
             finally:
                 for buf in held:
                     self._release(buf)
+        return [self._finish(boxes, pts, scores, c, clip)
+                for (boxes, pts, scores), c in zip(raw, crops, strict=True)]
+
+    def _finish(self, boxes: np.ndarray, pts: np.ndarray, scores: np.ndarray, c: _Crop,
+                clip: bool) -> Detections:
+        """NMS, then network-input pixels to the crop's pixels (clipped to it if ``clip``)."""
         if len(boxes) == 0:
             return Detections.empty()
+        w, h = c.x1 - c.x0, c.y1 - c.y0
         keep = nms(boxes, scores, self.nms_iou)
         boxes, pts, scores = boxes[keep], pts[keep], scores[keep]
-        fx, fy = np.float32(w / sw), np.float32(h / sh)
+        fx, fy = np.float32(w / c.sw), np.float32(h / c.sh)
         boxes[:, 0::2] *= fx
         boxes[:, 1::2] *= fy
         pts[:, :, 0] *= fx

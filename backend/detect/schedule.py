@@ -167,7 +167,7 @@ def still_levels(width: int, height: int, coarse: float, fine: float) -> list[Re
     return tiles
 
 
-def _quantized_scale(target: float, top: float = MAX_FINE_SCALE) -> float:
+def quantized_scale(target: float, top: float = MAX_FINE_SCALE) -> float:
     """``top`` times the power of 1/sqrt(2) nearest ``target`` (so crops at similar scales
     can merge)."""
     if target >= top:
@@ -202,7 +202,7 @@ def refine_regions(tracks: list[Track], width: int, height: int,
             continue
         # magnified up to MAX_FINE_SCALE: a small face is re-detected larger than the fine
         # pass saw it (blur and all), a large one at the few pixels it needs
-        scale = _quantized_scale(REFINE_FACE_PX / size)
+        scale = quantized_scale(REFINE_FACE_PX / size)
         regions.append(Region(x0, y0, x1, y1, scale, "refine"))
     return regions
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.detect.schedule import Region
+from backend.detect.schedule import Region, quantized_scale
 from backend.types import Detections, Track
 
 log = logging.getLogger("ptim.track")
@@ -285,12 +285,17 @@ class SecondPass:
         ok = _eligible(pred_arr, gates, cands, claimed_arr)
         n_own = len(own)
         if self.detect_crops is not None and held.original is not None:
-            extra = [self._redetect(held.original, preds[i], chains[i].wide)
-                     for i in np.nonzero(~ok.any(axis=1))[0]]
-            extra = [e for e in extra if len(e)]
-            if extra:
-                cands = np.concatenate([own, *extra])
-                ok = _eligible(pred_arr, gates, cands, claimed_arr)
+            # a close crop first, for every chain: most faces moved little; only a face of
+            # unknown motion not found there, one frame before its birth, gets the wide
+            # (costly) search: a face missed there too was not there to be found
+            for wide in (False, True):
+                needy = [i for i in np.nonzero(~ok.any(axis=1))[0]
+                         if not wide or (chains[i].wide and chains[i].misses == 0)]
+                crops = [self._crop(held.original.shape, preds[i], wide) for i in needy]
+                extra = self._redetect(held.original, [c for c in crops if c is not None])
+                if len(extra):
+                    cands = np.concatenate([cands, extra])
+                    ok = _eligible(pred_arr, gates, cands, claimed_arr)
         out: list[np.ndarray | None] = [None] * len(chains)
         if not ok.any():
             return out
@@ -309,19 +314,26 @@ class SecondPass:
                 self.redetected += 1
         return out
 
-    def _redetect(self, original: np.ndarray, pred: np.ndarray, wide: bool) -> np.ndarray:
-        """Boxes found in a crop of ``original`` around ``pred`` (none on failure)."""
+    def _crop(self, shape: tuple[int, ...], pred: np.ndarray, wide: bool) -> Region | None:
+        """The crop of a frame of ``shape`` in which to seek a face predicted at ``pred``
+        (None when too little of it is inside the frame)."""
         size = _size(pred)
-        h, w = original.shape[:2]
+        h, w = shape[:2]
         half = size * (1.25 + (self.gate * FIRST_SEARCH if wide else 0.5))
         cx, cy = _centre(pred)
         x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
         x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))
         if x1 - x0 < 4 or y1 - y0 < 4:
+            return None
+        scale = quantized_scale(BACKTRACK_FACE_PX / size)
+        return Region(x0, y0, x1, y1, scale, "refine")
+
+    def _redetect(self, original: np.ndarray, crops: list[Region]) -> np.ndarray:
+        """Boxes found in ``crops`` of ``original``, in one detector call (none on failure)."""
+        if not crops:
             return np.zeros((0, 4))
-        scale = min(2.0, BACKTRACK_FACE_PX / size)
         try:
-            dets = self.detect_crops(original, [Region(x0, y0, x1, y1, scale, "refine")])
+            dets = self.detect_crops(original, crops)
         except Exception as exc:  # noqa: BLE001 - a failed crop falls back to the grown box
             log.debug("second pass: crop detection failed: %s", exc)
             return np.zeros((0, 4))

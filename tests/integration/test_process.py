@@ -221,3 +221,38 @@ def test_recoveries_leave_an_error_report(tmp_path, clip):
     assert "1 fail-closed" in r.stdout
     (report,) = ud.glob("error_report_*.json")
     assert json.loads(report.read_text())["counts"]["processing.degrade"] == 1
+
+
+def test_jobs_write_on_while_the_next_is_detected_and_report_in_order(tmp_path, clip,
+                                                                       small_scene):
+    """run_jobs: every output complete and reported in job order; an error raised while a
+    job is still being written abandons it (no temporary file, no partial output)."""
+    from backend.batch import BatchRunner, Job
+    from config.schema import Settings
+
+    s = Settings()
+    settings = s.model_copy(update={"mask": s.mask.model_copy(update={"type": "solid"})})
+    runner = BatchRunner(settings, quiet=True)
+    jobs = [Job(str(clip), tmp_path / f"{name}.mp4", "video") for name in "abc"]
+    seen: list[tuple[str, int]] = []
+    runner.run_jobs(jobs, lambda job, st, exc: seen.append((job.output.name, st.frames)))
+    n = small_scene.n_frames
+    assert seen == [("a.mp4", n), ("b.mp4", n), ("c.mp4", n)]
+    for job in jobs:
+        frames, ts, _, _ = _decode(job.output)
+        assert len(frames) == n and ts == sorted(ts)
+
+    class Stop(Exception):
+        pass
+
+    def fail_on_first(job, st, exc):
+        raise Stop(job.output.name)
+
+    jobs2 = [Job(str(clip), tmp_path / f"x{name}.mp4", "video") for name in "abc"]
+    with pytest.raises(Stop, match="xa.mp4"):
+        runner.run_jobs(jobs2, fail_on_first)
+    assert not (tmp_path / "xc.mp4").exists()  # never started
+    assert not list(tmp_path.glob("*ptim-tmp*"))
+    for job in jobs2[:2]:  # written whole before the error, or not at all
+        if job.output.exists():
+            assert len(_decode(job.output)[0]) == n
