@@ -37,7 +37,7 @@ CLAIMED_IOU = 0.3
 # A backward crop shows its predicted face at about this many input pixels: fewer than a
 # forward refinement crop's, because the frames before a face was found are where it was
 # smeared by motion, and a smear shrinks to a face-like blob at a small scale.
-BACKTRACK_FACE_PX = 40.0
+BACKTRACK_FACE_PX = 32.0
 # A face moving this many of its sizes a frame is followed back until its predicted path
 # leaves the frame, however long it went unfound (a still one: for hold_frames frames).
 MOVING = 0.1
@@ -319,7 +319,7 @@ class SecondPass:
         (None when too little of it is inside the frame)."""
         size = _size(pred)
         h, w = shape[:2]
-        half = size * (1.25 + (self.gate * FIRST_SEARCH if wide else 0.5))
+        half = size * (1.25 + (self.gate * FIRST_SEARCH if wide else 0.25))
         cx, cy = _centre(pred)
         x0, y0 = max(0, int(cx - half)), max(0, int(cy - half))
         x1, y1 = min(w, int(np.ceil(cx + half))), min(h, int(np.ceil(cy + half)))

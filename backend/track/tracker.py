@@ -93,6 +93,10 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
+# Extra reach of a held-over box ahead of its face's motion, in per-frame motions per frame.
+LEAD_REACH = 1.0
+
+
 def union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest xyxy box that holds boxes ``a`` and ``b``."""
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
@@ -116,7 +120,13 @@ def _grown_box(state: _State, growth: float) -> np.ndarray:
     speed_y = max(abs(v[1]), abs(v[3]))
     half_w = w / 2 + (0.5 * growth * w + max(v[2] - v[0], 0.0) / 2 + speed_x) * k
     half_h = h / 2 + (0.5 * growth * h + max(v[3] - v[1], 0.0) / 2 + speed_y) * k
-    return np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    box = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
+    # a fast face is most often lost where it speeds up (a camera sweep): the side it moves
+    # towards reaches out by its speed once more per frame, the trailing side does not
+    vx, vy = (v[0] + v[2]) / 2 * k * LEAD_REACH, (v[1] + v[3]) / 2 * k * LEAD_REACH
+    box[2 if vx > 0 else 0] += vx
+    box[3 if vy > 0 else 1] += vy
+    return box
 
 
 class Tracker:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backend.track import Tracker
+from backend.track.tracker import LEAD_REACH
 from backend.types import Detections, Track
 from config.schema import TrackerSettings
 
@@ -154,7 +155,9 @@ def test_predict_moves_along_velocity_and_grows(dx: float, dy: float) -> None:
         t = only(tr.predict(FRAME))
         assert t.frames_since_seen == k and t.held_over
         c = (t.box[:2] + t.box[2:]) / 2
-        np.testing.assert_allclose(c - c0, [dx * k, dy * k], atol=1e-3)
+        # the centre moves along the velocity, and the box reaches ahead of it (LEAD_REACH)
+        ahead = 1 + LEAD_REACH / 2
+        np.testing.assert_allclose(c - c0, [dx * k * ahead, dy * k * ahead], atol=1e-3)
         assert contains(t.box, moved(START, dx * (3 + k), dy * (3 + k)))
     # the detector catches up: the same face continues the same track
     t = only(tr.update(dets(moved(START, dx * 9, dy * 9)), FRAME))
@@ -298,3 +301,22 @@ def test_a_weak_detection_near_the_face_moves_it_but_never_masks_less_than_hold_
     tr = only(t.update(_weak(shrunk), FRAME))
     assert not tr.held_over
     assert contains(tr.box, shrunk) and contains(tr.box, moved(START, 80, 0))
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(12.0, 0.0), (-12.0, 0.0), (0.0, 9.0), (8.0, -8.0)])
+def test_held_box_reaches_ahead_of_a_face_that_speeds_up(dx: float, dy: float) -> None:
+    """A face lost while its motion doubles (a camera sweep speeding up) stays inside the
+    held-over box, which reaches further ahead of the motion than behind it."""
+    tr = Tracker(TrackerSettings(hold_frames=8, growth_per_frame=0.0))
+    for i in range(5):
+        last = only(tr.update(dets(moved(START, dx * i, dy * i)), FRAME))
+    for k in range(1, 4):
+        t = only(tr.update(Detections.empty(), FRAME))
+        assert contains(t.box, moved(START, dx * (4 + 2 * k), dy * (4 + 2 * k)))
+    lead = [t.box[2] - last.box[2] if dx > 0 else last.box[0] - t.box[0],
+            t.box[3] - last.box[3] if dy > 0 else last.box[1] - t.box[1]]
+    trail = [last.box[0] - t.box[0] if dx > 0 else t.box[2] - last.box[2],
+             last.box[1] - t.box[1] if dy > 0 else t.box[3] - last.box[3]]
+    for axis, v in enumerate((dx, dy)):
+        if v:
+            assert lead[axis] > trail[axis]
