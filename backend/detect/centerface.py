@@ -30,7 +30,9 @@ if TYPE_CHECKING:
     from backend.detect.schedule import Region
 
 _ALIGN = 32  # the network downsamples 5 times
-_MAX_BATCH = 32  # crops per network call: bounds the batch tensor (32 x 3 x 192 x 192: 14 MB)
+_MAX_BATCH = 32  # crops per network call
+# input pixels per network call: bounds the batch tensor (about 5 MB) whatever the crops
+_BATCH_PIXELS = 640 * 640
 _MAX_CANDIDATES = 2000  # bounds NMS cost when a very low threshold lights up the heatmap
 # Source channel for each network input channel (R, G, B), by number of image channels.
 _RGB_FROM = {1: (0, 0, 0), 3: (2, 1, 0), 4: (2, 1, 0)}
@@ -168,8 +170,10 @@ def batch_groups(crops: Sequence[_Crop], max_batch: int = 32,
             shapes[min(fits, key=lambda t: t[0] * t[1])].extend(shapes.pop(s))
     out: list[tuple[tuple[int, int], list[_Crop]]] = []
     for s, group in shapes.items():
-        for k in range(0, len(group), max(1, max_batch)):
-            out.append((s, group[k:k + max_batch]))
+        # a batch stays within _BATCH_PIXELS of input (a still's 1024x1024 tiles run alone)
+        n = max(1, min(max_batch, _BATCH_PIXELS // (s[0] * s[1])))
+        for k in range(0, len(group), n):
+            out.append((s, group[k:k + n]))
     return out
 
 

@@ -343,3 +343,49 @@ def test_cpu_failure_mid_run_is_raised(tmp_path: Path, astronaut) -> None:
         det.detect(image)
     assert det.provider == "cpu"
     assert pool.stats().in_use_mb == 0  # buffers handed back even on failure
+
+
+# -- crops in batches ------------------------------------------------------------------------
+
+
+def test_batch_groups_cover_every_crop_once_within_shape_and_memory() -> None:
+    from backend.detect.centerface import _BATCH_PIXELS, _Crop, batch_groups
+
+    rng = np.random.default_rng(3)
+    crops = [_Crop(0, 0, 10, 10, int(w), int(h))
+             for w, h in rng.integers(20, 400, (60, 2))] + [_Crop(0, 0, 9, 9, 1024, 1024)] * 3
+    groups = batch_groups(crops, max_batch=32, slack=1.5)
+    seen = [id(c) for _, g in groups for c in g]
+    assert sorted(seen) == sorted(id(c) for c in crops)
+    for (pw, ph), group in groups:
+        assert pw % 32 == 0 and ph % 32 == 0 and 1 <= len(group) <= 32
+        assert len(group) == 1 or len(group) * pw * ph <= _BATCH_PIXELS
+        for c in group:
+            own = -(-c.sw // 32) * 32 * (-(-c.sh // 32) * 32)
+            assert c.sw <= pw and c.sh <= ph and pw * ph <= 1.5 * own
+    assert len(batch_groups(crops[:5], max_batch=1)) == 5  # a fixed batch of one
+
+
+def test_regions_in_one_batch_find_what_they_find_one_by_one(astronaut, monkeypatch) -> None:
+    """Crops of a crowd run as one batch give the same boxes as one call per crop."""
+    import backend.detect.centerface as cf
+    from backend.detect.schedule import Region
+    from tests.faces import astronaut_face, background, paste
+
+    frame = background(1280, 720, seed=5)
+    regions, faces = [], []
+    for k in range(12):
+        x, y = 60 + 100 * k, 150 + 40 * (k % 5)
+        face = paste(frame, astronaut_face(20 + 3 * k), x, y)
+        faces.append(face)
+        regions.append(Region(int(x - 30), int(y - 30), int(x + 60 + 3 * k),
+                              int(y + 60 + 3 * k), 2.0 if k % 2 else 1.41, "refine"))
+    det = CenterFaceDetector(provider="cpu", threshold=0.3)
+    batched = det.detect_regions(frame, regions)
+    monkeypatch.setattr(cf, "_MAX_BATCH", 1)
+    single = det.detect_regions(frame, regions)
+    assert len(batched) == len(single) >= 10
+    np.testing.assert_allclose(np.sort(batched.xyxy, axis=0), np.sort(single.xyxy, axis=0),
+                               atol=1e-3)
+    assert (batched.origin == single.origin).all()
+    assert sum(best_iou(batched, f) > 0.4 for f in faces) >= 10
