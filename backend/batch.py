@@ -368,6 +368,14 @@ class BatchRunner:
             self._poll = None
             for left in pending:  # the run failed: what is still being written is abandoned
                 left.cancel()
+                try:  # one that was complete before it could be abandoned is reported
+                    stats = left.wait()
+                except BaseException:  # noqa: BLE001 - abandoned: no output, nothing to say
+                    continue
+                try:
+                    report(left.job, stats, None)
+                except Exception:  # noqa: BLE001 - the error that stopped the run wins
+                    log.debug("report after a failed run", exc_info=True)
 
     def _start(self, job: Job, window, background: bool) -> _Finish:
         from backend.faults import FaultySource, faults_from_env

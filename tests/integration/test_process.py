@@ -256,3 +256,31 @@ def test_jobs_write_on_while_the_next_is_detected_and_report_in_order(tmp_path, 
     for job in jobs2[:2]:  # written whole before the error, or not at all
         if job.output.exists():
             assert len(_decode(job.output)[0]) == n
+
+
+def test_sigterm_in_a_folder_run_leaves_whole_files_each_reported(tmp_path, clip,
+                                                                  small_scene):
+    """Stopped while one file is written and the next detected: every file left is whole
+    and has its line; nothing half-written, no temporary file."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for k in range(6):
+        shutil.copy(clip, folder / f"c{k}.mp4")
+    out = tmp_path / "out"
+    env = {**os.environ, "PTIM_USERDATA_DIR": str(tmp_path / "ud")}
+    p = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "process", str(folder),
+                          "-o", str(out) + os.sep, "--mask", "solid"], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    first = p.stdout.readline()  # the first file is complete: the second is being detected
+    assert "c0.mp4: " in first and "frames" in first
+    p.send_signal(signal.SIGTERM)
+    rest, err = p.communicate(timeout=WAIT_S)
+    assert p.returncode in (130, 0), err  # 0: the run ended before the signal came
+    assert "Traceback" not in err
+    reported = sorted(line.split(":")[0] for line in [first, *rest.splitlines()]
+                      if " frames, " in line and not line.startswith("total"))
+    assert reported == sorted(str(x) for x in out.glob("*.mp4"))
+    for x in out.glob("*.mp4"):
+        assert len(_decode(x)[0]) == small_scene.n_frames
+    assert not list(tmp_path.rglob("*ptim-tmp*"))
