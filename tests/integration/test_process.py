@@ -272,7 +272,16 @@ def test_sigterm_in_a_folder_run_leaves_whole_files_each_reported(tmp_path, clip
                           "-o", str(out) + os.sep, "--mask", "solid"], cwd=tmp_path, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout is not None
-    first = p.stdout.readline()  # the first file is complete: the second is being detected
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: lines.put(p.stdout.readline()), daemon=True).start()
+    try:  # the first file is complete: the second is being detected
+        first = lines.get(timeout=WAIT_S)
+    except queue.Empty:
+        p.kill()
+        raise AssertionError("no file was reported") from None
     assert "c0.mp4: " in first and "frames" in first
     p.send_signal(signal.SIGTERM)
     rest, err = p.communicate(timeout=WAIT_S)
