@@ -498,6 +498,18 @@ def _tone(start: int, n: int, rate: int) -> np.ndarray:
     return (0.2 * np.sin(2 * np.pi * 440.0 * t) * gate).astype(np.float32)[None, :]
 
 
+def _mux_tone(out, stream, done: int, upto: int, rate: int) -> int:
+    """Encode the tone's samples [done, upto) into ``stream`` of ``out``; returns the samples
+    written so far (``upto``, or ``done`` when there is nothing new)."""
+    if upto <= done:
+        return done
+    af = av.AudioFrame.from_ndarray(_tone(done, upto - done, rate), format="fltp",
+                                    layout="mono")
+    af.sample_rate, af.pts, af.time_base = rate, done, Fraction(1, rate)
+    out.mux(stream.encode(af))
+    return upto
+
+
 def write_clip(
     spec: SceneSpec, path: str | os.PathLike[str], with_audio: bool = False,
     crf: int = 18, preset: str = "veryfast", keyint: int | None = None,
@@ -536,17 +548,8 @@ def write_clip(
             vf.time_base = tb
             out.mux(video.encode(vf))
             if audio is not None:
-                upto = round((i + 1) / spec.fps * sample_rate)
-                if upto > samples_done:
-                    af = av.AudioFrame.from_ndarray(
-                        _tone(samples_done, upto - samples_done, sample_rate),
-                        format="fltp", layout="mono",
-                    )
-                    af.sample_rate = sample_rate
-                    af.pts = samples_done
-                    af.time_base = Fraction(1, sample_rate)
-                    out.mux(audio.encode(af))
-                    samples_done = upto
+                samples_done = _mux_tone(out, audio, samples_done,
+                                         round((i + 1) / spec.fps * sample_rate), sample_rate)
         out.mux(video.encode(None))
         if audio is not None:
             out.mux(audio.encode(None))

@@ -17,7 +17,7 @@ def gap_clip(path: Path, n_frames: int = 90, size: tuple[int, int] = (320, 180),
     ``gap_after`` (variable frame rate), and a 48 kHz AAC tone; returns every frame's pts."""
     from backend.sinks.recorder import add_h264_stream, to_video_frame
     from backend.sources import SCENES, render
-    from backend.sources.synthetic import _tone
+    from backend.sources.synthetic import _mux_tone
 
     spec = replace(SCENES["demo"].resized(*size), n_frames=n_frames)
     tb = Fraction(1, 30)
@@ -38,13 +38,7 @@ def gap_clip(path: Path, n_frames: int = 90, size: tuple[int, int] = (320, 180),
             vf.pts, vf.time_base = pts[i], tb
             out.mux(video.encode(vf))
             if sound is not None:
-                upto = round((pts[i] + 1) / 30 * rate)
-                if upto > done:
-                    af = av.AudioFrame.from_ndarray(_tone(done, upto - done, rate),
-                                                    format="fltp", layout="mono")
-                    af.sample_rate, af.pts, af.time_base = rate, done, Fraction(1, rate)
-                    out.mux(sound.encode(af))
-                    done = upto
+                done = _mux_tone(out, sound, done, round((pts[i] + 1) / 30 * rate), rate)
         out.mux(video.encode(None))
         if sound is not None:
             out.mux(sound.encode(None))
