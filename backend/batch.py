@@ -224,22 +224,20 @@ _STOP = object()
 
 
 class _Finish:
-    """The end of a job: ``work`` (writing the frames still queued, closing the output) runs
-    on a thread when ``background``, else at once. ``wait`` returns the job's stats or
-    raises its error; ``cancel`` abandons it (its output is removed, never left half)."""
+    """The end of a job: ``work`` (writing the frames still queued, closing the output), if
+    any, runs on a thread. ``wait`` returns the job's stats or raises its error; ``cancel``
+    abandons it (its output is removed, never left half)."""
 
     def __init__(self, job: Job, stats: JobStats, work: Callable[[], None] | None = None,
-                 stop: threading.Event | None = None, background: bool = False) -> None:
+                 stop: threading.Event | None = None) -> None:
         self.job, self.stats = job, stats
         self._stop = stop
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
-        if work is not None and background:
+        if work is not None:
             self._thread = threading.Thread(target=self._run, args=(work,), name="ptim-finish",
                                             daemon=True)
             self._thread.start()
-        elif work is not None:
-            work()
 
     def _run(self, work: Callable[[], None]) -> None:
         try:
@@ -343,15 +341,15 @@ class BatchRunner:
             """Report the oldest jobs until ``keep`` are left (only finished ones unless
             ``wait``)."""
             while len(pending) > keep and (wait or pending[0].done()):
-                done = pending[0]
+                done = pending[0]  # left in place until ended, so an interrupt abandons it
+                stats: JobStats | None = None
+                failed: InputError | None = None
                 try:
                     stats = done.wait()
                 except InputError as exc:
-                    pending.popleft()
-                    report(done.job, None, exc)
-                else:
-                    pending.popleft()
-                    report(done.job, stats, None)
+                    failed = exc
+                pending.popleft()
+                report(done.job, stats, failed)
 
         self._poll = lambda: settle(wait=False)
         try:
@@ -620,7 +618,10 @@ class BatchRunner:
             finally:
                 stats.seconds = time.perf_counter() - t0
 
-        return _Finish(job, stats, finish, stop, background)
+        if not background:
+            finish()
+            return _Finish(job, stats)
+        return _Finish(job, stats, finish, stop)
 
     def _emit(self, done, stats: JobStats, job: Job, put, out_q: queue.Queue,
               window=None) -> bool:

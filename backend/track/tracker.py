@@ -108,7 +108,8 @@ def _grown_box(state: _State, growth: float) -> np.ndarray:
     The centre moves along the velocity; the size never shrinks. Per unseen frame each
     side moves out by ``growth / 2`` of the box size (so the size grows by ``growth``),
     plus any growth of the box itself, plus the largest per-frame speed on that axis, so
-    a face that speeds up, stops or turns during the gap stays inside.
+    a face that speeds up, stops or turns during the gap stays inside; the side it moves
+    towards reaches out by ``LEAD_REACH`` times its motion more.
     """
     k = state.frames_since_seen
     v = state.velocity
