@@ -113,16 +113,43 @@ def _report_recoveries() -> None:
             log.info("recoveries: %s (details: %s)", summary, path)
 
 
+class _Signals:
+    """Ctrl+C and SIGTERM while ``process`` runs (SIGTERM behaves like Ctrl+C).
+
+    Until a runner is attached a signal raises KeyboardInterrupt at once (nothing is written
+    yet). Once one is, the first signal asks it to stop (``BatchRunner.interrupt``: it raises
+    at its next check, where cleanup is whole); a second raises at once. A SIGINT the
+    shell ignores (``cmd &``) stays ignored.
+    """
+
+    def __init__(self) -> None:
+        self.runner: BatchRunner | None = None
+        self._prev: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # an embedding caller's thread: leave signals alone
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            prev = signal.getsignal(sig)
+            if sig == signal.SIGINT and prev is not signal.default_int_handler:
+                continue
+            self._prev[sig] = prev
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.runner is not None and not self.runner.interrupted:
+            self.runner.interrupt()
+            return
+        raise KeyboardInterrupt
+
+    def restore(self) -> None:
+        """Put back the handlers that were there before."""
+        for sig, prev in self._prev.items():
+            signal.signal(sig, prev)
+
+
 def run_process(args) -> int:
     """Entry of ``main.py process``; returns the exit code."""
     _setup_logging(args.verbose, args.quiet)
-    prev_term = signal.getsignal(signal.SIGTERM)
-
-    def _on_term(signum, frame):  # SIGTERM behaves like Ctrl+C: stop, clean up
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_term)
+    signals = _Signals()
     boxes: _AtomicText | None = None
     runner: BatchRunner | None = None
     try:
@@ -140,8 +167,9 @@ def run_process(args) -> int:
             check_writable(job.output)
         segmented = _segmenting(args)
         if segmented is not None:
-            return _run_segmented(args, settings, plan, *segmented)
+            return _run_segmented(args, settings, plan, *segmented, signals=signals)
         runner = BatchRunner(settings, quiet=args.quiet, boxes=boxes)
+        signals.runner = runner  # before the loader thread starts importing
         runner.preload()
         failures = list(plan.skipped)
         for path, reason in plan.skipped:
@@ -170,6 +198,9 @@ def run_process(args) -> int:
                       f"{st.frames / max(st.seconds, 1e-9):.1f} fps")
 
         runner.run_jobs(plan.jobs, report)
+        signals.runner = None  # from here a signal raises at once
+        if runner.interrupted:  # signalled after the last check: the outputs are whole
+            raise KeyboardInterrupt
         if boxes is not None:
             boxes.commit()
             boxes = None
@@ -202,8 +233,7 @@ def run_process(args) -> int:
     finally:
         if runner is not None:
             runner.close()
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, prev_term)
+        signals.restore()
 
 
 def _segmenting(args) -> tuple[str | None, float] | None:
@@ -225,7 +255,8 @@ def _segmenting(args) -> tuple[str | None, float] | None:
     return cluster, seconds if seconds is not None else DEFAULT_SECONDS
 
 
-def _run_segmented(args, settings, plan, cluster: str | None, seconds: float) -> int:
+def _run_segmented(args, settings, plan, cluster: str | None, seconds: float,
+                   signals: _Signals | None = None) -> int:
     """Run the plan's jobs as units (segments of long files), locally or on a Ray cluster."""
     from backend.segments import LocalExecutor, SegmentedRun
 
@@ -250,6 +281,8 @@ def _run_segmented(args, settings, plan, cluster: str | None, seconds: float) ->
     try:
         if cluster is None:
             runner = BatchRunner(settings, quiet=True)
+            if signals is not None:
+                signals.runner = runner
             runner.preload()
             executor = LocalExecutor(runner)
         else:
@@ -258,6 +291,8 @@ def _run_segmented(args, settings, plan, cluster: str | None, seconds: float) ->
             executor = RayExecutor(cluster, settings)
         try:
             summary = run.run(executor)
+            if runner is not None and runner.interrupted:
+                raise KeyboardInterrupt
         finally:
             if hasattr(executor, "close"):
                 executor.close()

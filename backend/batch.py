@@ -249,10 +249,14 @@ class _Finish:
         """True once the job has ended, written or failed."""
         return self._thread is None or not self._thread.is_alive()
 
-    def wait(self) -> JobStats:
-        """The job's stats once its output is complete; raises the error that ended it."""
+    def wait(self, check: Callable[[], None] | None = None) -> JobStats:
+        """The job's stats once its output is complete; raises the error that ended it.
+        ``check`` runs every 0.1 s while waiting (it may raise to stop waiting)."""
         if self._thread is not None:
-            self._thread.join()
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.1)
+                if check is not None:
+                    check()
         if self._error is not None:
             raise self._error
         return self.stats
@@ -282,6 +286,7 @@ class BatchRunner:
         self._loader: threading.Thread | None = None
         self._load_error: BaseException | None = None
         self._poll: Callable[[], None] | None = None  # run_jobs' check between frames
+        self._interrupted = threading.Event()
         self._plans_logged: set[str] = set()
 
     def preload(self) -> None:
@@ -300,6 +305,23 @@ class BatchRunner:
         self._loader = threading.Thread(target=load, name="ptim-load-model", daemon=True)
         self._loader.start()
 
+    def interrupt(self) -> None:
+        """Stop the run (safe from a signal handler): the thread in ``run_job``/``run_jobs``
+        raises KeyboardInterrupt at its next check, between frames or within 0.1 s of any
+        wait, and cleans up from there. An exception raised at an arbitrary point instead
+        could land in an import, a thread start or a recorder being made, and leave a
+        temporary file or a held lock behind. Final: the runner stays interrupted."""
+        self._interrupted.set()
+
+    @property
+    def interrupted(self) -> bool:
+        """True once ``interrupt`` was called."""
+        return self._interrupted.is_set()
+
+    def _check(self) -> None:
+        if self._interrupted.is_set():
+            raise KeyboardInterrupt
+
     def close(self) -> None:
         """Wait for a model load still running: exiting under it aborts the process."""
         if self._loader is not None:
@@ -311,7 +333,9 @@ class BatchRunner:
         if self._detector is None:
             self.preload()
             assert self._loader is not None
-            self._loader.join()
+            while self._loader.is_alive():
+                self._loader.join(timeout=0.1)
+                self._check()
             if self._load_error is not None:
                 raise self._load_error
         return self._detector
@@ -345,7 +369,7 @@ class BatchRunner:
                 stats: JobStats | None = None
                 failed: InputError | None = None
                 try:
-                    stats = done.wait()
+                    stats = done.wait(self._check)
                 except InputError as exc:
                     failed = exc
                 pending.popleft()
@@ -379,6 +403,7 @@ class BatchRunner:
         from backend.faults import FaultySource, faults_from_env
         from backend.sources import open_source
 
+        self._check()
         src = open_source(job.source) if job.source != "demo" else _demo_source()
         faults = faults_from_env()
         if faults is not None and faults.source_fail:
@@ -454,80 +479,85 @@ class BatchRunner:
             job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
             crf=self.settings.output.crf, preset=self.settings.output.preset, audio_from=audio,
         )
-        faults = faults_from_env()
-        if faults is not None and faults.write_fail is not None:
-            rec = FaultyWriter(rec, faults)
-        from backend.replace import COUNTS
-
-        stats = JobStats(expected=src.frame_count if window is None else window.frames)
-        fell_back0 = COUNTS.snapshot()[1]
-        progress = _Progress(Path(job.source).name, stats.expected, not self.quiet)
-        frames_q: queue.Queue = queue.Queue(maxsize=8)
-        out_q: queue.Queue = queue.Queue(maxsize=8)
-        errors: list[BaseException] = []
         stop = threading.Event()  # this job's: a failed job never stops the next one
-
-        def put(q: queue.Queue, item) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def reader() -> None:
-            read = 0
-            try:
-                while not stop.is_set():
-                    frame = _read(src, job, read)
-                    if frame is None:
-                        break
-                    read += 1
-                    if window is not None:
-                        if frame.timestamp < window.lead_from:  # decoded from the keyframe
-                            continue
-                        if frame.timestamp >= window.lead_until:
-                            break
-                    self.metrics.frame_in()
-                    if not put(frames_q, frame):
-                        return
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                errors.append(exc)
-                stop.set()
-            put(frames_q, _STOP)
-
-        def writer() -> None:
-            from backend.metrics import StageTimer
-
-            try:
-                while True:
-                    try:
-                        res = out_q.get(timeout=0.1)
-                    except queue.Empty:
-                        if stop.is_set():
-                            return
-                        continue
-                    if res is _STOP or stop.is_set():
-                        return
-                    with StageTimer(self.metrics, "output"):
-                        rec.write(res.frame)
-                    self.pool.release(res.frame.image)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                errors.append(exc)
-                stop.set()
-
-        threads = [threading.Thread(target=reader, name="ptim-read", daemon=True),
-                   threading.Thread(target=writer, name="ptim-write", daemon=True)]
-        for t in threads:
-            t.start()  # decoding starts while the model may still be loading
-        t0 = time.perf_counter()
-        runner = None
-        # one detection queued behind the running one keeps the detector busy while this
-        # thread tracks, masks and hands frames on
-        in_flight: deque = deque()
-        ended = False
+        threads: list[threading.Thread] = []
+        runner = progress = None
+        # everything from here on is inside the try: the temporary file exists now
         try:
+            faults = faults_from_env()
+            if faults is not None and faults.write_fail is not None:
+                rec = FaultyWriter(rec, faults)
+            from backend.replace import COUNTS
+
+            stats = JobStats(expected=src.frame_count if window is None else window.frames)
+            fell_back0 = COUNTS.snapshot()[1]
+            progress = _Progress(Path(job.source).name, stats.expected, not self.quiet)
+            frames_q: queue.Queue = queue.Queue(maxsize=8)
+            out_q: queue.Queue = queue.Queue(maxsize=8)
+            errors: list[BaseException] = []
+
+            def put(q: queue.Queue, item) -> bool:
+                while not stop.is_set():
+                    if self._interrupted.is_set():  # the job's thread raises it at its check
+                        stop.set()
+                        break
+                    try:
+                        q.put(item, timeout=0.1)
+                        return True
+                    except queue.Full:
+                        continue
+                return False
+
+            def reader() -> None:
+                read = 0
+                try:
+                    while not stop.is_set():
+                        frame = _read(src, job, read)
+                        if frame is None:
+                            break
+                        read += 1
+                        if window is not None:
+                            if frame.timestamp < window.lead_from:  # decoded from the keyframe
+                                continue
+                            if frame.timestamp >= window.lead_until:
+                                break
+                        self.metrics.frame_in()
+                        if not put(frames_q, frame):
+                            return
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    errors.append(exc)
+                    stop.set()
+                put(frames_q, _STOP)
+
+            def writer() -> None:
+                from backend.metrics import StageTimer
+
+                try:
+                    while True:
+                        try:
+                            res = out_q.get(timeout=0.1)
+                        except queue.Empty:
+                            if stop.is_set():
+                                return
+                            continue
+                        if res is _STOP or stop.is_set():
+                            return
+                        with StageTimer(self.metrics, "output"):
+                            rec.write(res.frame)
+                        self.pool.release(res.frame.image)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    errors.append(exc)
+                    stop.set()
+
+            threads = [threading.Thread(target=reader, name="ptim-read", daemon=True),
+                       threading.Thread(target=writer, name="ptim-write", daemon=True)]
+            for t in threads:
+                t.start()  # decoding starts while the model may still be loading
+            t0 = time.perf_counter()
+            # one detection queued behind the running one keeps the detector busy while this
+            # thread tracks, masks and hands frames on
+            in_flight: deque = deque()
+            ended = False
             pipe, runner = self._pipeline()
             st = self.settings.tracker
             inner = getattr(self.detector, "inner", self.detector)
@@ -539,10 +569,12 @@ class BatchRunner:
                 runner.schedule.reset(window.lead_index)  # the tiles of a whole-file run
             logged = False
             while True:
+                self._check()
                 while not ended and len(in_flight) < 2:
                     try:
                         frame = frames_q.get(timeout=0.1)
                     except queue.Empty:
+                        self._check()
                         if stop.is_set():
                             ended = True
                             break
@@ -566,7 +598,7 @@ class BatchRunner:
                 frame, fut = in_flight.popleft()
                 h, w = frame.image.shape[:2]
                 started = time.perf_counter()  # the call ahead of it has finished: it runs now
-                outcome = runner.result(fut, w, h, started)
+                outcome = runner.result(fut, w, h, started, check=self._check)
                 self.metrics.add_stage("detect", outcome.seconds)
                 if window is not None:
                     # in the lead-in a weak detection may start a track: a face tracked
@@ -588,14 +620,17 @@ class BatchRunner:
             # the source closes when this returns: its reader must be done with it
             while threads[0].is_alive():
                 threads[0].join(timeout=0.1)
+                self._check()
         except BaseException:
             stop.set()
-            for t in threads:
-                t.join(timeout=1.0)
+            for t in threads:  # each sees ``stop`` within 0.1 s; the source closes after
+                if t.ident is not None:
+                    t.join()
             rec.abort()
             raise
         finally:
-            progress.finish()
+            if progress is not None:
+                progress.finish()
             if runner is not None:
                 runner.close()
 
@@ -603,6 +638,7 @@ class BatchRunner:
             try:
                 while threads[1].is_alive():
                     threads[1].join(timeout=0.1)
+                    self._check()
                 if errors:
                     raise errors[0]
                 if stop.is_set():
@@ -612,7 +648,7 @@ class BatchRunner:
                 rec.close()
             except BaseException:
                 stop.set()
-                threads[1].join(timeout=1.0)
+                threads[1].join()
                 rec.abort()
                 raise
             finally:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -205,10 +207,17 @@ class DetectionRunner:
                                 f"{exc2}; detector input reduced to {smaller} px")
             return self.detector.detect(image)
 
-    def result(self, fut: Future, width: int, height: int, started: float) -> DetectionOutcome:
-        """Wait for ``fut`` until ``started`` + the limit; validate what it returns."""
+    def result(self, fut: Future, width: int, height: int, started: float,
+               check: Callable[[], None] | None = None) -> DetectionOutcome:
+        """Wait for ``fut`` until ``started`` + the limit; validate what it returns.
+        ``check`` runs every 0.1 s while waiting (it may raise to stop waiting)."""
         hang = self.hang_limit_s
         limit = self.deadline_s if hang is None else hang
+        if check is not None:
+            while not fut.done() and time.perf_counter() < started + limit:
+                futures_wait([fut], timeout=min(0.1, max(0.0, started + limit
+                                                         - time.perf_counter())))
+                check()
         remaining = max(0.0, started + limit - time.perf_counter())
         try:
             dets, seconds = fut.result(timeout=remaining)

@@ -26,6 +26,16 @@ def astronaut() -> tuple[np.ndarray, tuple[int, int, int, int]]:
     return load()
 
 
+@pytest.fixture(scope="session")
+def int8_cached() -> None:
+    """The run's int8 detector is derived and cached: a test that times how fast a run
+    stops must not time the first run's derivation (the model load is waited for)."""
+    from backend.pipeline import build_detector
+    from config.schema import Settings
+
+    build_detector(Settings())
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Remove the run's int8-detector cache."""
     shutil.rmtree(_CACHE, ignore_errors=True)

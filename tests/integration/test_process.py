@@ -179,7 +179,7 @@ def test_bad_config_value_exit_2_names_key(tmp_path, clip):
     assert r.returncode == 2 and "PTIM_TARGET_FPS" in r.stderr
 
 
-def test_sigterm_stops_fast_and_leaves_nothing(tmp_path, clip):
+def test_sigterm_stops_fast_and_leaves_nothing(tmp_path, clip, int8_cached):
     from dataclasses import replace
 
     from backend.sources import SCENES, write_clip
@@ -204,6 +204,50 @@ def test_sigterm_stops_fast_and_leaves_nothing(tmp_path, clip):
     assert "interrupted" in err and "Traceback" not in err
     assert not out.exists()
     assert not list(tmp_path.glob("*ptim-tmp*"))
+
+
+def test_interrupt_from_another_thread_stops_the_run_and_leaves_nothing(tmp_path, clip,
+                                                                        int8_cached):
+    """``BatchRunner.interrupt`` (what a signal handler calls) raises KeyboardInterrupt on
+    the thread running the job, at its next check: temporary file gone, threads ended."""
+    import threading
+    from dataclasses import replace
+
+    from backend.batch import BatchRunner, Job
+    from backend.sources import SCENES, write_clip
+    from config.schema import Settings
+
+    long_clip = write_clip(replace(SCENES["demo"].resized(320, 180), n_frames=900),
+                           tmp_path / "long.mp4")
+    out = tmp_path / "o.mp4"
+    runner = BatchRunner(Settings(), quiet=True)
+    ended: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run_jobs([Job(str(long_clip), out, "video")], lambda *a: None)
+        except BaseException as exc:  # noqa: BLE001 - the test looks at it
+            ended.append(exc)
+
+    before = {t.ident for t in threading.enumerate()}
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".o.ptim-tmp*")):
+        time.sleep(0.002)
+    assert list(tmp_path.glob(".o.ptim-tmp*")), "recording never started"
+    runner.interrupt()
+    t.join(WAIT_S)
+    runner.close()
+    assert not t.is_alive() and len(ended) == 1 and isinstance(ended[0], KeyboardInterrupt)
+    assert runner.interrupted
+    assert not out.exists() and not list(tmp_path.glob("*ptim-tmp*"))
+    left = [x.name for x in threading.enumerate() if x.ident not in before
+            and x.name in ("ptim-read", "ptim-write", "ptim-finish")]
+    assert left == []
+    with pytest.raises(KeyboardInterrupt):  # final: a later job does not start
+        runner.run_job(Job(str(long_clip), out, "video"))
+    assert not out.exists() and not list(tmp_path.glob("*ptim-tmp*"))
 
 
 def test_demo_and_config_show(tmp_path):

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +17,8 @@ import pytest
 from backend.live import frame_is_raw
 from backend.sources import ground_truth, render
 from tests.integration.clips import gap_clip, scene
-from tests.integration.conftest import run_main
+from tests.integration.conftest import ROOT, run_main
+from tests.timing import WAIT_S
 
 LOSSLESS = {"PTIM_OUTPUT__CRF": "0"}  # decoded pixels then show the masks, not the encoder
 
@@ -144,3 +149,43 @@ def test_resume_needs_segments_and_boxes_are_refused(tmp_path, gap):
     r = run_main("process", str(gap), "-o", str(tmp_path / "o.mp4"), "--segment-seconds", "1",
                  "--boxes", str(tmp_path / "b.jsonl"), cwd=tmp_path)
     assert r.returncode == 2 and "--boxes" in r.stderr
+
+
+def test_ctrl_c_in_a_segmented_run_keeps_whole_parts_and_resumes(tmp_path, int8_cached):
+    """SIGINT while a local segmented run writes a part: exit 130 with the resume hint,
+    only whole parts kept (no temporary part), and --resume completes the file."""
+    from dataclasses import replace
+
+    from backend.segments import manifest_path, parts_dir
+    from backend.sources import SCENES, write_clip
+
+    src = write_clip(replace(SCENES["demo"].resized(320, 180), n_frames=600),
+                     tmp_path / "long.mp4")
+    out = tmp_path / "long_masked.mp4"
+    argv = [sys.executable, str(ROOT / "main.py"), "process", str(src), "-o", str(out),
+            "--segment-seconds", "1", "--quiet"]
+    env = {**os.environ, "PTIM_USERDATA_DIR": str(tmp_path / "ud")}
+    p = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    manifest = manifest_path([out])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (manifest.is_file()
+                                          and '"part"' in manifest.read_text()):
+        assert p.poll() is None, p.communicate()
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=WAIT_S)
+    if p.returncode == 0:  # the last parts finished as the signal came: nothing to resume
+        pytest.skip("the run completed before the interrupt")
+    assert p.returncode == 130, err
+    assert "--resume finishes the run" in err and "Traceback" not in err
+    assert not out.exists() and manifest.is_file()
+    parts = sorted(x.name for x in parts_dir(out).iterdir())
+    assert parts and not [x for x in parts if x.startswith(".")], parts
+    r = run_main("process", str(src), "-o", str(out), "--segment-seconds", "1", "--resume",
+                 cwd=tmp_path, env={"PTIM_USERDATA_DIR": str(tmp_path / "ud")})
+    assert r.returncode == 0, r.stderr
+    assert "reused" in r.stdout and "(0 reused)" not in r.stdout
+    with av.open(str(out)) as c:
+        assert sum(1 for _ in c.decode(c.streams.video[0])) == 600
