@@ -143,6 +143,19 @@ def tiles_for_period(width: int, height: int, scale: float, period: int,
     return _grid(width, height, cols, rows, overlap, scale, "fine")
 
 
+def edge_bands(width: int, height: int, scale: float, depth: int) -> tuple[Region, ...]:
+    """Bands ``depth`` source pixels deep along the four edges of the frame (the corners in
+    the top and bottom ones), for the first frame of a stream: a face cut by the edge there
+    may leave before its tile comes round, and nothing earlier can be tracked back to it."""
+    d = int(min(depth, height // 4, width // 4))
+    if d < 1:
+        return ()
+    return (Region(0, 0, width, d, scale, "fine"),
+            Region(0, height - d, width, height, scale, "fine"),
+            Region(0, d, d, height - d, scale, "fine"),
+            Region(width - d, d, width, height - d, scale, "fine"))
+
+
 def tiles_bounded(width: int, height: int, scale: float, overlap: int,
                   max_input: tuple[int, int] = STILL_TILE) -> list[Region]:
     """Overlapping tiles covering the frame, each at most ``max_input`` network pixels."""
@@ -306,6 +319,7 @@ class SchedulePlan:
     fine_scale: float
     tiles: tuple[Region, ...]  # fine tiles; empty when the coarse pass already suffices
     refine: bool
+    edges: tuple[Region, ...] = ()  # the first frame's border bands at the fine scale
 
     @property
     def period(self) -> int:
@@ -328,6 +342,8 @@ class SchedulePlan:
             fine = (f"fine pass at {self.fine_scale:.2f}x in {len(self.tiles)} tile(s) of "
                     f"{tw}x{th}, one per frame (a new small face is seen within "
                     f"{self.period} frame(s))")
+            if self.edges:
+                fine += "; the first frame's edges at the fine scale too"
         refine = "refinement crops around every track" if self.refine else "no refinement"
         return (f"{self.width}x{self.height}: faces from {self.protected_px:.0f} px "
                 f"(min_face_px {self.min_face_px:g}; CenterFace finds faces from "
@@ -382,8 +398,9 @@ class DetectionSchedule:
                              math.ceil(2 * full / ((width * coarse) * (height * coarse))))
                 tiles = (still_levels(width, height, coarse, fine) if still else
                          tiles_for_period(width, height, fine, period, ov))
+            edges = () if still or not tiles else edge_bands(width, height, fine, ov)
             plan = SchedulePlan(int(width), int(height), self.min_face_px, coarse, fine,
-                                tuple(tiles), self.refine and not still)
+                                tuple(tiles), self.refine and not still, edges)
             self._plans[key] = plan
         return plan
 
@@ -395,6 +412,8 @@ class DetectionSchedule:
         out = [Region(0, 0, int(width), int(height), plan.coarse_scale, "coarse")]
         if plan.tiles:
             out.extend(plan.tiles if still else [plan.tiles[self._count % len(plan.tiles)]])
+        if self._count == 0:
+            out.extend(plan.edges)
         self._count += 1
         if plan.refine and tracks:
             out.extend(self._refine(tracks, int(width), int(height), lead, out[0], out[1:]))

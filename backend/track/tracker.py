@@ -13,7 +13,7 @@ while the UI thread may call ``set_exempt``/``track_at``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,6 +60,10 @@ class _State:
     exempt: bool = False
     origin: int = 0
     landmarks: np.ndarray | None = None  # (5, 2) of the last detection, frame pixels
+    # the frame's shared motion summed over the frames since the last detection (its own
+    # velocity's where none was measured), and whether one was measured
+    drift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+    drifted: bool = False
 
     def predicted_core(self) -> np.ndarray:
         """Where the face itself is expected now (last detection moved along velocity)."""
@@ -95,6 +99,29 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 # Extra reach of a held-over box ahead of its face's motion, in per-frame motions per frame.
 LEAD_REACH = 1.0
+# The frame's shared motion (a camera pan or sweep) is measured when at least this many
+# tracks seen in the previous frame are detected again and most of them moved alike ...
+SHARED_MIN_TRACKS = 2
+# ... to within this share of their face size (or SHARED_MIN_PX) of the median motion.
+SHARED_SPREAD = 0.3
+SHARED_MIN_PX = 4.0
+
+
+def shared_motion(prev: np.ndarray, now: np.ndarray) -> np.ndarray | None:
+    """The motion most faces share between two frames (median of the centres' moves), or
+    None when fewer than ``SHARED_MIN_TRACKS`` faces agree on it (no camera motion to tell).
+
+    ``prev``, ``now``: (n, 4) xyxy boxes of the same faces in the previous and this frame.
+    """
+    if len(prev) < SHARED_MIN_TRACKS:
+        return None
+    moves = (now[:, :2] + now[:, 2:]) / 2 - (prev[:, :2] + prev[:, 2:]) / 2
+    med = np.median(moves, axis=0)
+    size = np.sqrt(np.clip((now[:, 2] - now[:, 0]) * (now[:, 3] - now[:, 1]), 1.0, None))
+    agree = np.hypot(*(moves - med).T) <= np.maximum(SHARED_SPREAD * size, SHARED_MIN_PX)
+    if agree.sum() < SHARED_MIN_TRACKS or agree.sum() * 2 <= len(prev):
+        return None
+    return moves[agree].mean(axis=0)
 
 
 def union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -102,8 +129,9 @@ def union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
-def _grown_box(state: _State, growth: float) -> np.ndarray:
-    """The held-over box: the last shown box moved along velocity, then grown.
+def _grown_box(state: _State, growth: float, shared: bool = False) -> np.ndarray:
+    """The held-over box: the last shown box moved along velocity (``shared``: by the
+    frames' shared motion since, ``drift``, instead), then grown.
 
     The centre moves along the velocity; the size never shrinks. Per unseen frame each
     side moves out by ``growth / 2`` of the box size (so the size grows by ``growth``),
@@ -115,8 +143,9 @@ def _grown_box(state: _State, growth: float) -> np.ndarray:
     v = state.velocity
     w = state.shown[2] - state.shown[0]
     h = state.shown[3] - state.shown[1]
-    cx = (state.shown[0] + state.shown[2]) / 2 + (v[0] + v[2]) / 2 * k
-    cy = (state.shown[1] + state.shown[3]) / 2 + (v[1] + v[3]) / 2 * k
+    mx, my = (state.drift if shared else ((v[0] + v[2]) / 2 * k, (v[1] + v[3]) / 2 * k))
+    cx = (state.shown[0] + state.shown[2]) / 2 + mx
+    cy = (state.shown[1] + state.shown[3]) / 2 + my
     speed_x = max(abs(v[0]), abs(v[2]))
     speed_y = max(abs(v[1]), abs(v[3]))
     half_w = w / 2 + (0.5 * growth * w + max(v[2] - v[0], 0.0) / 2 + speed_x) * k
@@ -124,7 +153,7 @@ def _grown_box(state: _State, growth: float) -> np.ndarray:
     box = np.array([cx - half_w, cy - half_h, cx + half_w, cy + half_h])
     # a fast face is most often lost where it speeds up (a camera sweep): the side it moves
     # towards reaches out by its speed once more per frame, the trailing side does not
-    vx, vy = (v[0] + v[2]) / 2 * k * LEAD_REACH, (v[1] + v[3]) / 2 * k * LEAD_REACH
+    vx, vy = mx * LEAD_REACH, my * LEAD_REACH
     box[2 if vx > 0 else 0] += vx
     box[3 if vy > 0 else 1] += vy
     return box
@@ -222,7 +251,11 @@ class Tracker:
             for s in self._states:
                 s.age += 1
                 s.frames_since_seen += 1
+                v = s.velocity
+                s.drift = s.drift + ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2)
                 s.box = _grown_box(s, growth)
+                if s.drifted:
+                    s.box = union_box(s.box, _grown_box(s, growth, True))
             return [s.snapshot() for s in self._states]
 
     def update(self, dets: Detections, frame_size: tuple[int, int]) -> list[Track]:
@@ -245,6 +278,12 @@ class Tracker:
                 s.age += 1
                 s.frames_since_seen += 1
             pairs, iou = self._associate(boxes)
+            # faces seen last frame and confidently now: how the picture moved
+            moved = [(ti, di) for ti, di in pairs if self._states[ti].frames_since_seen == 1
+                     and dets.confidence[di] >= self.new_track_threshold]
+            shared = shared_motion(
+                np.array([self._states[ti].raw for ti, _ in moved]).reshape(-1, 4),
+                boxes[[di for _, di in moved]].reshape(-1, 4))
             matched_dets = set()
             weak: dict[int, np.ndarray] = {}  # track -> weak box that may not move it
             for ti, di in pairs:
@@ -264,7 +303,13 @@ class Tracker:
                 if ti not in matched_tracks:
                     if s.frames_since_seen > st.hold_frames:
                         continue
+                    v = s.velocity
+                    s.drift = s.drift + (shared if shared is not None else
+                                         ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2))
+                    s.drifted |= shared is not None
                     s.box = _grown_box(s, st.growth_per_frame)
+                    if s.drifted:  # the camera moved it, or it moved on its own: both
+                        s.box = union_box(s.box, _grown_box(s, st.growth_per_frame, True))
                     if ti in weak:
                         s.box = union_box(s.box, weak[ti])
                 kept.append(s)
@@ -361,3 +406,5 @@ class Tracker:
         s.landmarks = None if landmarks is None else np.array(landmarks, np.float64)
         s.hits += 1
         s.frames_since_seen = 0
+        s.drift = np.zeros(2)
+        s.drifted = False

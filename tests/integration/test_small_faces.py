@@ -118,6 +118,32 @@ def test_second_pass_masks_a_small_face_before_its_first_and_after_its_last_dete
         assert any(st == "held" for _, st in on_face[i]), (i, on_face[i])
 
 
+def test_a_small_face_cut_by_the_top_edge_and_leaving_is_masked_from_frame_0(tmp_path):
+    """A 26 px face, a third of it above the frame, leaves through the top edge by frame 3:
+    too small for the whole-frame pass, and gone before the fine tile over it comes round,
+    with no later frame to track it back from. The first frame's edge bands find it."""
+    from backend.detect.schedule import DetectionSchedule
+
+    width, height, n = 1280, 720, 8
+    plan = DetectionSchedule(12).plan(width, height)
+    patch = astronaut_face(26, margin=1.0)
+    fx = plan.tiles[3].x1 - 60  # top right: first seen by a tile at frame 3
+    assert not any(t.x0 <= fx and fx + 30 <= t.x1 and t.y0 == 0 for t in plan.tiles[:3])
+    bg = background(width, height, seed=7)
+
+    def render(i):
+        frame = bg.copy()
+        box = paste(frame, patch, fx, -8.0 - 4.0 * i)
+        return frame, [box if box[3] >= 9 else None]
+
+    frames = write_clip(tmp_path / "in.mp4", render, n)
+    assert frames[3][1][0] is None and frames[2][1][0] is not None  # gone by frame 3
+    outputs, lines = _process(tmp_path, tmp_path / "in.mp4")
+    leaks = _leaked(frames, outputs, lambda i, b: b[0])
+    assert not leaks, (leaks, [x["tracks"] for x in lines[:3]])
+    assert any(st in FOUND for _, st in _states(lines[0], frames[0][1][0])), lines[0]
+
+
 # -- 5. motion blur from frame 0 ---------------------------------------------------------
 
 

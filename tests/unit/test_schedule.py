@@ -161,7 +161,7 @@ def test_tiles_cover_the_frame_and_neighbours_overlap(size, still, min_face):
             regions = schedule.regions(width, height)
             assert regions[0] == Region(0, 0, width, height, plan.coarse_scale, "coarse")
             seen.update(r for r in regions if r.kind == "fine")
-        assert seen == set(tiles)
+        assert seen == set(tiles) | set(plan.edges)  # the first frame's edge bands too
 
 
 def test_the_overlap_holds_the_largest_face_only_the_fine_pass_finds():
@@ -280,3 +280,28 @@ def test_refinement_crops_follow_a_moving_small_face(detector, index, px):
     assert track_id is not None, "the face was never found"
     assert born < schedule.plan(width, height).period  # found within one fine period
     assert refined >= 10
+
+
+def test_the_first_frame_also_sees_its_edges_at_the_fine_scale() -> None:
+    from backend.detect.schedule import overlap_for
+
+    sched = DetectionSchedule(12)
+    plan = sched.plan(1280, 720)
+    assert len(plan.edges) == 4 and all(r.scale == plan.fine_scale for r in plan.edges)
+    depth = overlap_for(plan.coarse_scale, plan.fine_scale)
+    border = np.zeros((720, 1280), bool)
+    for r in plan.edges:
+        border[r.y0:r.y1, r.x0:r.x1] = True
+    ring = np.ones((720, 1280), bool)
+    ring[depth:720 - depth, depth:1280 - depth] = False
+    assert border[ring].all() and not border[~ring].any()  # the ring, nothing else
+    first = sched.regions(1280, 720)
+    assert [r for r in first if r in plan.edges] == list(plan.edges)
+    assert not [r for r in sched.regions(1280, 720) if r in plan.edges]
+    sched.reset(5)  # a window that starts later: its first frame is not the file's
+    assert not [r for r in sched.regions(1280, 720) if r in plan.edges]
+    sched.reset()
+    assert [r for r in sched.regions(1280, 720) if r in plan.edges] == list(plan.edges)
+    assert "edges" in plan.describe()
+    assert sched.plan(1280, 720, still=True).edges == ()  # a still image is tiled whole
+    assert DetectionSchedule(40).plan(640, 360).edges == ()  # no fine pass: none

@@ -320,3 +320,31 @@ def test_held_box_reaches_ahead_of_a_face_that_speeds_up(dx: float, dy: float) -
     for axis, v in enumerate((dx, dy)):
         if v:
             assert lead[axis] > trail[axis]
+
+
+def test_a_held_face_follows_the_motion_the_other_faces_share() -> None:
+    """A camera sweep that turns: three faces move right, then all move left; the one no
+    longer detected is held where the picture moved it, not along its own old velocity."""
+    from backend.track.tracker import shared_motion
+
+    t = Tracker(TrackerSettings(smoothing=0.0, hold_frames=8))
+    faces = [(100.0, 300.0, 140.0, 350.0), (400.0, 300.0, 440.0, 350.0),
+             (700.0, 300.0, 740.0, 350.0)]
+    for i in range(4):  # rightwards at 30 px a frame
+        t.update(dets(*(moved(f, 30 * i, 0) for f in faces)), FRAME)
+    at = [moved(f, 90, 0) for f in faces]
+    for _ in range(3):  # the sweep turns: leftwards at 40 px a frame; face 0 is lost
+        at = [moved(f, -40, 0) for f in at]
+        tracks = t.update(dets(*at[1:]), FRAME)
+        held = [x for x in tracks if x.held_over]
+        assert len(held) == 1 and contains(held[0].box, at[0]), (held, at[0])
+    # its own velocity alone (still rightwards) would have lost it
+    assert at[0][0] < faces[0][0] + 90 - 100
+
+    # two faces that disagree tell no shared motion; agreeing ones do
+    prev = np.array([faces[0], faces[1]])
+    assert shared_motion(prev, np.array([moved(faces[0], 50, 0), moved(faces[1], -50, 0)])) \
+        is None
+    got = shared_motion(prev, np.array([moved(faces[0], 12, -3), moved(faces[1], 12, -3)]))
+    assert got is not None and np.allclose(got, (12, -3))
+    assert shared_motion(prev[:1], np.array([moved(faces[0], 12, 0)])) is None
