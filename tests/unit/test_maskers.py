@@ -440,6 +440,10 @@ def test_a_face_cut_by_the_top_edge_is_masked_as_the_whole_face() -> None:
         100, 100, 200, 300]  # clear of the edges: unchanged
     right = complete_at_edges(np.array([1240.0, 300, 1280, 450]), 1280, 720)
     assert right[0] == 1240 and right[2] > 1280  # grown past the right edge only
+    # the network's box of a cut face stops a few pixels short of the edge: still cut
+    short = complete_at_edges(np.array([1250.0, 350, 1277, 394]), 1280, 720)
+    assert short[0] == 1250 and short[2] > 1280
+    assert complete_at_edges(np.array([1200.0, 350, 1227, 394]), 1280, 720)[2] == 1227
     img = np.full((720, 1280, 3), 200, np.uint8)
     Masker(MaskSettings(type="solid", shape="ellipse", scale=1.0)).apply(
         img, [Track(1, box.astype(np.float32), np.zeros(4), 0.9)])
