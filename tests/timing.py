@@ -36,3 +36,43 @@ def slowdown() -> float:
 def budget(seconds: float) -> float:
     """``seconds`` (an idle-machine latency bound) scaled by ``slowdown()``."""
     return seconds * slowdown()
+
+
+class Timed:
+    """Times a block and samples ``slowdown()`` through it (every 20 ms), so a latency is
+    judged by the load while it ran, not only by the calm after: ``with Timed() as t: ...``
+    then ``assert t.seconds < t.budget(1.0)``."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seconds = 0.0
+        self.peak = 1.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, slowdown())
+            if self._stop.wait(0.02):
+                return
+
+    def __enter__(self) -> Timed:
+        import time
+
+        self.peak = slowdown()
+        self._thread.start()
+        self._t0 = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import time
+
+        self.seconds = time.monotonic() - self._t0
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, slowdown())
+
+    def budget(self, seconds: float) -> float:
+        """``seconds`` scaled by the largest slowdown seen while the block ran."""
+        return seconds * self.peak
