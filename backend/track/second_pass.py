@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.detect.schedule import Region, quantized_scale
+from backend.track.tracker import shared_motion
 from backend.types import Detections, Track
 
 log = logging.getLogger("ptim.track")
@@ -65,6 +66,9 @@ class _Held:
     detections: Detections | None
     original: np.ndarray | None
     added: list[Added] = field(default_factory=list)
+    # how the picture moved from the frame before to this one (the faces detected in both
+    # moved alike: a pan or sweep), None when that is not known
+    motion: np.ndarray | None = None
 
 
 def _size(box: np.ndarray) -> float:
@@ -135,12 +139,14 @@ class _Chain:
         """True until the motion is known: the search then covers fast faces."""
         return self.step is None
 
-    def predict(self) -> np.ndarray:
-        """The box one frame further back: moved by the centre's motion, size kept (a
-        face's size barely changes in a frame; extrapolating it can turn a box inside out)."""
-        if self.step is None:
+    def predict(self, shared: np.ndarray | None = None) -> np.ndarray:
+        """The box one frame further back: moved by the centre's motion (``shared``, the
+        picture's, while its own is not known), size kept (a face's size barely changes in
+        a frame; extrapolating it can turn a box inside out)."""
+        step = self.step if self.step is not None else shared
+        if step is None:
             return self.box.copy()
-        return self.box + np.concatenate([self.step, self.step])
+        return self.box + np.concatenate([step, step])
 
     def found(self, k: int, box: np.ndarray) -> None:
         delta = (_centre(box) - _centre(self.anchor)) / max(k - self.anchor_k, 1)
@@ -213,6 +219,7 @@ class SecondPass:
             if self._window < self.depth:
                 log.info("second pass: %d frames held (of %d asked) to stay within %d MB",
                          self._window, self.depth, self.max_bytes // 2**20)
+        motion = self._motion(result)
         if not result.fail_closed:
             births = []
             for track in result.tracks:
@@ -224,12 +231,24 @@ class SecondPass:
                 else:
                     self._fill_gap(track)
             if births:
-                self._backtrack(births)
-        self._held.append(_Held(result, detections, original))
+                self._backtrack(births, motion)
+        self._held.append(_Held(result, detections, original, motion=motion))
         out = []
         while len(self._held) > self.window:
             out.append(self._leave())
         return out
+
+    def _motion(self, result) -> np.ndarray | None:
+        """The shared motion from the newest held frame to ``result``'s."""
+        if not self._held or result.fail_closed or self._held[-1].result.fail_closed:
+            return None
+        before = {t.track_id: t.box for t in self._held[-1].result.tracks if not t.held_over}
+        pairs = [(before[t.track_id], t.box) for t in result.tracks
+                 if not t.held_over and t.track_id in before]
+        if not pairs:
+            return None
+        prev, now = (np.asarray(x, np.float64).reshape(-1, 4) for x in zip(*pairs, strict=True))
+        return shared_motion(prev, now)
 
     def flush(self) -> list[tuple[object, list[Added]]]:
         """Every frame still held, oldest first."""
@@ -244,17 +263,20 @@ class SecondPass:
         return h.result, h.added
 
     # -- backward ------------------------------------------------------------------------
-    def _backtrack(self, births: list[Track]) -> None:
+    def _backtrack(self, births: list[Track], motion: np.ndarray | None = None) -> None:
         """Walk back through the window with every track born in the newest frame at once,
         so that tracks born together share out the earlier detections, never one box twice."""
         chains = [_Chain(t) for t in births]
+        newer = motion  # the picture's motion into the frame the walk comes from
         for k, held in enumerate(reversed(self._held), start=1):
             live = [c for c in chains if not c.done]
             if not live:
                 break
+            shared, newer = newer, held.motion
             if held.result.fail_closed:
                 continue  # already obscured whole
-            preds = [c.predict() for c in live]
+            # a face whose own motion is not known yet moved as the picture did, if known
+            preds = [c.predict(None if shared is None else -shared) for c in live]
             found = self._find_all(live, held, preds)
             for c, pred, box in zip(live, preds, found, strict=True):
                 if box is not None:

@@ -125,3 +125,20 @@ def test_weak_detection_continues_a_track_but_never_starts_one():
     (t,) = tr.update(_dets([10, 10, 60, 60], score=0.9), (400, 200))
     (t2,) = tr.update(_dets([30, 10, 80, 60], score=0.12), (400, 200))
     assert t2.track_id == t.track_id and not t2.held_over
+
+
+def test_a_new_face_is_walked_back_along_the_motion_the_picture_shares():
+    """A pan at 30 px a frame: two faces tracked all along; a third, never detected before
+    frame 4 (no weak chain either), is masked back where the pan says it was."""
+    lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    out = []
+    for i in range(5):
+        x = 30 * i
+        tracks = [_track([x, 10, x + 40, 60], 1), _track([x + 200, 10, x + 240, 60], 2)]
+        if i == 4:
+            tracks.append(_track([x + 100, 120, x + 140, 170], 3))
+        out += lb.push(_result(i, tracks), None)
+    out += lb.flush()
+    for i, (res, added) in enumerate(out[:4]):
+        x = 30 * i + 100  # where face 3 was: the pan moved it as it moved the others
+        assert (res.frame.image[130:160, x + 5:x + 35] == 0).all(), (i, added)
