@@ -223,6 +223,15 @@ class _AtomicText:
 _STOP = object()
 
 
+def _join(thread: threading.Thread, check: Callable[[], None] | None = None) -> None:
+    """Wait for ``thread`` to end, running ``check`` every 0.1 s (it may raise to stop
+    waiting: an interrupt is noticed while waiting)."""
+    while thread.is_alive():
+        thread.join(timeout=0.1)
+        if check is not None:
+            check()
+
+
 class _Finish:
     """The end of a job: ``work`` (writing the frames still queued, closing the output), if
     any, runs on a thread. ``wait`` returns the job's stats or raises its error; ``cancel``
@@ -253,10 +262,7 @@ class _Finish:
         """The job's stats once its output is complete; raises the error that ended it.
         ``check`` runs every 0.1 s while waiting (it may raise to stop waiting)."""
         if self._thread is not None:
-            while self._thread.is_alive():
-                self._thread.join(timeout=0.1)
-                if check is not None:
-                    check()
+            _join(self._thread, check)
         if self._error is not None:
             raise self._error
         return self.stats
@@ -333,9 +339,7 @@ class BatchRunner:
         if self._detector is None:
             self.preload()
             assert self._loader is not None
-            while self._loader.is_alive():
-                self._loader.join(timeout=0.1)
-                self._check()
+            _join(self._loader, self._check)
             if self._load_error is not None:
                 raise self._load_error
         return self._detector
@@ -618,9 +622,7 @@ class BatchRunner:
                 put(out_q, _STOP)
             stats.masked_instead = COUNTS.snapshot()[1] - fell_back0
             # the source closes when this returns: its reader must be done with it
-            while threads[0].is_alive():
-                threads[0].join(timeout=0.1)
-                self._check()
+            _join(threads[0], self._check)
         except BaseException:
             stop.set()
             for t in threads:  # each sees ``stop`` within 0.1 s; the source closes after
@@ -636,9 +638,7 @@ class BatchRunner:
 
         def finish() -> None:
             try:
-                while threads[1].is_alive():
-                    threads[1].join(timeout=0.1)
-                    self._check()
+                _join(threads[1], self._check)
                 if errors:
                     raise errors[0]
                 if stop.is_set():

@@ -129,6 +129,24 @@ def union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
+def _centre_velocity(v: np.ndarray) -> tuple[float, float]:
+    """The per-frame motion of a box's centre, from the box's velocity (4,)."""
+    return (v[0] + v[2]) / 2, (v[1] + v[3]) / 2
+
+
+def _hold(state: _State, growth: float, shared: np.ndarray | None = None) -> np.ndarray:
+    """Advance a track not detected this frame: add this frame's motion (``shared``, the
+    picture's, else its own) to its drift; return its held-over box (also where the shared
+    motion took it, once one was measured)."""
+    state.drift = state.drift + (shared if shared is not None
+                                 else _centre_velocity(state.velocity))
+    state.drifted |= shared is not None
+    box = _grown_box(state, growth)
+    if state.drifted:  # the camera moved it, or it moved on its own: both
+        box = union_box(box, _grown_box(state, growth, True))
+    return box
+
+
 def _grown_box(state: _State, growth: float, shared: bool = False) -> np.ndarray:
     """The held-over box: the last shown box moved along velocity (``shared``: by the
     frames' shared motion since, ``drift``, instead), then grown.
@@ -143,7 +161,7 @@ def _grown_box(state: _State, growth: float, shared: bool = False) -> np.ndarray
     v = state.velocity
     w = state.shown[2] - state.shown[0]
     h = state.shown[3] - state.shown[1]
-    mx, my = (state.drift if shared else ((v[0] + v[2]) / 2 * k, (v[1] + v[3]) / 2 * k))
+    mx, my = state.drift if shared else np.multiply(_centre_velocity(v), k)
     cx = (state.shown[0] + state.shown[2]) / 2 + mx
     cy = (state.shown[1] + state.shown[3]) / 2 + my
     speed_x = max(abs(v[0]), abs(v[2]))
@@ -251,11 +269,7 @@ class Tracker:
             for s in self._states:
                 s.age += 1
                 s.frames_since_seen += 1
-                v = s.velocity
-                s.drift = s.drift + ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2)
-                s.box = _grown_box(s, growth)
-                if s.drifted:
-                    s.box = union_box(s.box, _grown_box(s, growth, True))
+                s.box = _hold(s, growth)
             return [s.snapshot() for s in self._states]
 
     def update(self, dets: Detections, frame_size: tuple[int, int]) -> list[Track]:
@@ -303,13 +317,7 @@ class Tracker:
                 if ti not in matched_tracks:
                     if s.frames_since_seen > st.hold_frames:
                         continue
-                    v = s.velocity
-                    s.drift = s.drift + (shared if shared is not None else
-                                         ((v[0] + v[2]) / 2, (v[1] + v[3]) / 2))
-                    s.drifted |= shared is not None
-                    s.box = _grown_box(s, st.growth_per_frame)
-                    if s.drifted:  # the camera moved it, or it moved on its own: both
-                        s.box = union_box(s.box, _grown_box(s, st.growth_per_frame, True))
+                    s.box = _hold(s, st.growth_per_frame, shared)
                     if ti in weak:
                         s.box = union_box(s.box, weak[ti])
                 kept.append(s)
