@@ -221,6 +221,9 @@ class _AtomicText:
 
 
 _STOP = object()
+# frames submitted for detection ahead of the one being tracked: a fixed number, so the
+# refinement crops each frame gets never depend on timing
+_IN_FLIGHT = 2
 
 
 def _join(thread: threading.Thread, check: Callable[[], None] | None = None) -> None:
@@ -424,10 +427,13 @@ class BatchRunner:
 
         pipe = Pipeline(self.settings, pool=self.pool, metrics=self.metrics)
         det = self.settings.detector
-        # files wait for a slow detection: only a hung one fails its frame closed
+        # files wait for a slow detection: only a hung one fails its frame closed; the two
+        # frames in flight are detected at once when the detector has the lanes for it
+        lanes = getattr(getattr(self.detector, "inner", self.detector), "lanes", 1)
         runner = DetectionRunner(self.detector, det.deadline_ms / 1000.0, pool=self.pool,
                                  hang_limit_s=det.hang_limit_s,
-                                 schedule=schedule_for(self.settings))
+                                 schedule=schedule_for(self.settings),
+                                 workers=min(_IN_FLIGHT, lanes))
         return pipe, runner
 
     def _log_plan(self, job: Job, runner, width: int, height: int, still: bool = False) -> None:
@@ -472,7 +478,7 @@ class BatchRunner:
         queued frames, closing the output) runs on in the background when ``background``,
         else before this returns."""
         from backend.faults import FaultyWriter, faults_from_env
-        from backend.sinks import VideoRecorder
+        from backend.sinks import VideoRecorder, batch_encoder_threads
         from backend.track import SecondPass
 
         check_writable(job.output)
@@ -482,6 +488,7 @@ class BatchRunner:
         rec = VideoRecorder(
             job.output, fps=src.fps, size=src.size, time_base=getattr(src, "time_base", None),
             crf=self.settings.output.crf, preset=self.settings.output.preset, audio_from=audio,
+            threads=batch_encoder_threads(),
         )
         stop = threading.Event()  # this job's: a failed job never stops the next one
         threads: list[threading.Thread] = []
@@ -574,7 +581,7 @@ class BatchRunner:
             logged = False
             while True:
                 self._check()
-                while not ended and len(in_flight) < 2:
+                while not ended and len(in_flight) < _IN_FLIGHT:
                     try:
                         frame = frames_q.get(timeout=0.1)
                     except queue.Empty:

@@ -31,7 +31,7 @@ from backend.types import Detections, Frame, Track
 from config.schema import Settings, parse_size
 
 if TYPE_CHECKING:
-    from backend.detect.schedule import DetectionSchedule, SchedulePlan
+    from backend.detect.schedule import DetectionSchedule, Region, SchedulePlan
 
 log = logging.getLogger("ptim.pipeline")
 
@@ -129,6 +129,8 @@ class DetectionOutcome:
 class DetectionRunner:
     """Runs ``detector.detect`` on a dedicated thread with a per-call time limit.
 
+    ``workers`` frames are detected at once (files: the frames in flight; each frame's
+    regions are chosen when it is submitted, in order, so results never depend on timing).
     Live (``hang_limit_s`` None): a call slower than ``deadline_s`` counts as missing.
     Files (``hang_limit_s`` set): a slow call is waited for; only one with no answer after
     ``hang_limit_s`` counts as hung, so slowness alone never costs a frame. A call that
@@ -139,7 +141,7 @@ class DetectionRunner:
     def __init__(
         self, detector, deadline_s: float, errors: ErrorStats | None = None,
         pool: MemoryPool | None = None, hang_limit_s: float | None = None,
-        schedule: DetectionSchedule | None = None,
+        schedule: DetectionSchedule | None = None, workers: int = 1,
     ) -> None:
         self.detector = detector
         self.schedule = schedule
@@ -147,7 +149,9 @@ class DetectionRunner:
         self.hang_limit_s = hang_limit_s
         self._errors = errors or STATS
         self._pool = pool
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ptim-detect")
+        self._schedule_lock = threading.Lock()  # the schedule's rotation is one sequence
+        self._executor = ThreadPoolExecutor(max_workers=max(1, int(workers)),
+                                            thread_name_prefix="ptim-detect")
 
     def submit(self, image: np.ndarray, tracks: list[Track] | None = None,
                lead: float = 1.0, still: bool = False) -> Future:
@@ -155,32 +159,41 @@ class DetectionRunner:
 
         With a schedule, ``tracks`` (as they stand ``lead`` frames before this image) get
         refinement crops, and ``still`` examines every fine tile at once (an image file).
-        Calls run one at a time, in the order submitted.
+        Calls start in the order submitted, up to ``workers`` at once.
         """
-        return self._executor.submit(self._timed, image, tracks, lead, still)
+        regions = self._regions(image, tracks, lead, still)
+        return self._executor.submit(self._timed, image, regions, tracks, lead, still)
+
+    def _regions(self, image: np.ndarray, tracks: list[Track] | None, lead: float,
+                 still: bool) -> list[Region] | None:
+        """The schedule's regions for the next frame (None without a schedule)."""
+        if self.schedule is None:
+            return None
+        h, w = image.shape[:2]
+        with self._schedule_lock:
+            return self.schedule.regions(w, h, tracks, lead, still)
 
     def plan(self, width: int, height: int) -> SchedulePlan | None:
         """The schedule's plan for frames of this size (None without a schedule)."""
         return None if self.schedule is None else self.schedule.plan(width, height)
 
-    def _detect_once(self, image: np.ndarray, tracks: list[Track] | None, lead: float,
-                     still: bool) -> Detections:
-        if self.schedule is None:
+    def _detect_once(self, image: np.ndarray, regions: list[Region] | None) -> Detections:
+        if regions is None:
             return self.detector.detect(image)
-        h, w = image.shape[:2]
-        regions = self.schedule.regions(w, h, tracks, lead, still)
         return self.detector.detect_regions(image, regions)
 
-    def _timed(self, image: np.ndarray, tracks: list[Track] | None = None, lead: float = 1.0,
+    def _timed(self, image: np.ndarray, regions: list[Region] | None,
+               tracks: list[Track] | None = None, lead: float = 1.0,
                still: bool = False) -> tuple[Detections, float]:
         t = time.perf_counter()
         try:
-            dets = self._detect_once(image, tracks, lead, still)
+            dets = self._detect_once(image, regions)
         except MemoryError as exc:
-            dets = self._detect_after_memory_error(image, exc, tracks, lead, still)
+            dets = self._detect_after_memory_error(image, exc, regions, tracks, lead, still)
         return dets, time.perf_counter() - t
 
     def _detect_after_memory_error(self, image: np.ndarray, exc: MemoryError,
+                                   regions: list[Region] | None,
                                    tracks: list[Track] | None = None, lead: float = 1.0,
                                    still: bool = False) -> Detections:
         """Free pool caches and retry; then shrink the detector input and retry again."""
@@ -188,15 +201,16 @@ class DetectionRunner:
         if self._pool is not None:
             self._pool.free_cache()
         try:
-            return self._detect_once(image, tracks, lead, still)
+            return self._detect_once(image, regions)
         except MemoryError as exc2:
             if self.schedule is not None:
                 # the fine pass goes slower first: its tiles shrink as the period grows
-                period = min(60, self.schedule.period * 2)
-                self.schedule.set_period(period)
+                with self._schedule_lock:
+                    period = min(60, self.schedule.period * 2)
+                    self.schedule.set_period(period)
                 self._errors.record(Category.MEMORY, Strategy.DEGRADE, "detector",
                                     f"{exc2}; fine pass spread over {period} frames")
-                return self._detect_once(image, tracks, lead, still)
+                return self._detect_once(image, self._regions(image, tracks, lead, still))
             long_side = getattr(self.detector, "long_side", None)
             if not long_side or long_side <= 256:
                 raise

@@ -385,9 +385,10 @@ def passthrough(src: Path, dst: Path) -> int:
 
     Two threads like ``backend.batch``: a reader thread decodes with ``VideoFileSource``
     into a bounded queue (8), this thread encodes with ``VideoRecorder`` using PTIM's
-    default settings (libx264, preset veryfast, crf 23, BT.709). Returns frames written.
+    default settings (libx264, preset veryfast, crf 23, BT.709, the x264 threads of
+    ``batch_encoder_threads``). Returns frames written.
     """
-    from backend.sinks.recorder import VideoRecorder
+    from backend.sinks.recorder import VideoRecorder, batch_encoder_threads
     from backend.sources.video_file import VideoFileSource
 
     source = VideoFileSource(src)
@@ -404,7 +405,7 @@ def passthrough(src: Path, dst: Path) -> int:
     t = threading.Thread(target=reader, name="passthrough-read", daemon=True)
     t.start()
     rec = VideoRecorder(dst, fps=source.fps, size=source.size, time_base=source.time_base,
-                        crf=23, preset="veryfast")
+                        crf=23, preset="veryfast", threads=batch_encoder_threads())
     with rec:
         while (frame := q.get()) is not None:
             rec.write(frame)

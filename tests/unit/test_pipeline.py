@@ -229,3 +229,68 @@ def test_pool_failure_frees_cache_retries_then_degrades(astronaut):
     buf2 = pipe.acquire_like(canvas)  # the allocator works again: pooled
     pipe.pool.release(buf2)
     assert pool.stats().allocations == 1
+
+
+class _Overlap:
+    """The real detector, with a gate: call 1 goes on only once call 2 has started, so a
+    run that finishes proves two frames were detected at once."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.second_started = threading.Event()
+        self.overlapped = False
+        self._lock = threading.Lock()
+
+    def detect_regions(self, image, regions):
+        with self._lock:
+            self.calls += 1
+            call = self.calls
+        if call == 2:
+            self.second_started.set()
+        if call == 1:
+            self.overlapped = self.second_started.wait(timeout=30)
+        return self.inner.detect_regions(image, regions)
+
+
+def test_two_workers_detect_two_frames_at_once_with_the_regions_one_worker_gives():
+    """Files: the two frames in flight are detected at once (``workers=2``); each gets the
+    regions chosen when it was submitted, so every frame's detections equal a one-worker
+    run's, refinement crops included."""
+    from backend.pipeline import schedule_for
+    from tests.faces import astronaut_face, background, paste
+
+    frames = []
+    for i in range(14):
+        img = background(1280, 720, seed=2)
+        for k, px in enumerate((16, 22, 30, 70)):
+            paste(img, astronaut_face(px), 100 + 250 * k + 9 * i, 200 + 60 * k - 5 * i)
+        frames.append(img)
+    det = build_detector(Settings())
+
+    def run(workers: int, detector) -> list[np.ndarray]:
+        pipe = Pipeline(SOLID)
+        runner = DetectionRunner(detector, 2.0, hang_limit_s=120.0, workers=workers,
+                                 schedule=schedule_for(Settings()))
+        out, in_flight, submitted = [], [], 0
+        while submitted < len(frames) or in_flight:
+            while submitted < len(frames) and len(in_flight) < 2:
+                img = frames[submitted]
+                in_flight.append((submitted, img, runner.submit(
+                    img, pipe.tracker.tracks, lead=len(in_flight) + 1)))
+                submitted += 1
+            i, img, fut = in_flight.pop(0)
+            outcome = runner.result(fut, 1280, 720, time.perf_counter())
+            assert outcome.detections is not None, outcome.reason
+            out.append(outcome.detections.xyxy.copy())
+            pipe.process(Frame(i, i / 30, img), outcome)
+        runner.close()
+        return out
+
+    one = run(1, det)
+    gated = _Overlap(det)
+    two = run(2, gated)
+    assert gated.overlapped
+    assert sum(len(b) for b in one) >= 3 * len(frames)
+    for a, b in zip(one, two, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)

@@ -79,6 +79,21 @@ def test_round_trip_keeps_count_size_time_and_pixels(tmp_path):
         assert float(c.streams.video[0].average_rate) == pytest.approx(30.0)
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, 1), (2, 1), (4, 1), (8, 2), (16, 4)])
+def test_files_encode_on_a_quarter_of_the_cores_and_round_trip(tmp_path, cpus, threads):
+    from backend.sinks import batch_encoder_threads
+
+    assert batch_encoder_threads(cpus) == threads
+    out = tmp_path / "out.mp4"
+    frames = _frames(SPEC)
+    with VideoRecorder(out, SPEC.fps, (320, 240), threads=threads) as rec:
+        for f in frames:
+            rec.write(f)
+    back = _read(out)
+    assert len(back) == SPEC.n_frames
+    assert min(_psnr(a.image, b.image) for a, b in zip(back, frames, strict=True)) > 30
+
+
 def test_variable_frame_rate_is_kept(tmp_path):
     ts = [0.0, 0.033, 0.1, 0.105, 0.5, 0.51, 1.2, 1.2001, 2.0]
     spec = SceneSpec(width=160, height=96, n_frames=len(ts))
