@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -380,19 +381,22 @@ class CenterFaceDetector:
         with self._lock:
             helped = max(0, min(self._lanes - self._active - 1, len(calls) - 1))
             self._active += 1 + helped
+            if helped and self._helpers is None:
+                self._helpers = ThreadPoolExecutor(self._lanes - 1, thread_name_prefix="ptim-lane")
+            helpers = self._helpers
+        futures: dict[int, Future] = {}
+        results: dict[int, list[Detections]] = {}
         try:
-            futures: dict[int, Future] = {}
-            if helped:
-                if self._helpers is None:
-                    self._helpers = ThreadPoolExecutor(self._lanes - 1,
-                                                       thread_name_prefix="ptim-lane")
-                futures = {i: self._helpers.submit(calls[i]) for i in order[:helped]}
-            results: dict[int, list[Detections]] = {i: calls[i]() for i in order[helped:]}
-            for i, fut in futures.items():
-                results[i] = fut.result()
+            if helped and helpers is not None:
+                futures = {i: helpers.submit(calls[i]) for i in order[:helped]}
+            for i in order[len(futures):]:
+                results[i] = calls[i]()
         finally:
+            futures_wait(list(futures.values()))  # a lane is free again only when its call ends
             with self._lock:
                 self._active -= 1 + helped
+        for i, fut in futures.items():
+            results[i] = fut.result()
         return [results[i] for i in range(len(calls))]
 
     def close(self) -> None:
