@@ -97,8 +97,9 @@ def build_detector(settings: Settings, pool: MemoryPool | None = None):
         pool=pool,
         precision=settings.detector.precision,
     )
-    log.info("detector: %s %s, input %s", detector.provider, detector.precision,
-             f"{size[0]}x{size[1]}" if size else f"long side {long_side} px")
+    log.info("detector: %s %s, input %s, %d call(s) at once", detector.provider,
+             detector.precision, f"{size[0]}x{size[1]}" if size else f"long side {long_side} px",
+             detector.lanes)
     from backend.faults import FaultyDetector, faults_from_env
 
     faults = faults_from_env()
