@@ -458,6 +458,7 @@ class BatchRunner:
                 raise InputError(f"{job.source}: no image could be read")
             h, w = frame.image.shape[:2]
             self._log_plan(job, runner, w, h, still=True)
+            pipe.tracker.edge_start_share = 1.0  # see Tracker: streams only
             # a still image is examined at the policy's scale in full: every fine tile at once
             res = pipe.process(frame, runner.detect(frame.image, still=True))
             sink = ImageSink(job.output)

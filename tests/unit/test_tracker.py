@@ -348,3 +348,35 @@ def test_a_held_face_follows_the_motion_the_other_faces_share() -> None:
     got = shared_motion(prev, np.array([moved(faces[0], 12, -3), moved(faces[1], 12, -3)]))
     assert got is not None and np.allclose(got, (12, -3))
     assert shared_motion(prev[:1], np.array([moved(faces[0], 12, 0)])) is None
+
+
+def _scored(box: tuple[float, float, float, float], score: float) -> Detections:
+    d = dets(box)
+    d.confidence[:] = score
+    return d
+
+
+@pytest.mark.parametrize("box, cut", [
+    ((600.0, -20.0, 650.0, 40.0), True),     # past the top edge: half a face entering
+    ((1235.0, 300.0, 1278.0, 355.0), True),  # short of the right edge by 2 px of 43
+    ((5.0, 690.0, 50.0, 720.0), True),       # the bottom-left corner
+    ((600.0, 300.0, 650.0, 360.0), False),   # inside the picture
+    ((600.0, 20.0, 650.0, 80.0), False),     # 20 px from the top: not cut
+])
+def test_a_face_cut_by_the_edge_starts_a_track_at_a_lower_score(box, cut) -> None:
+    """A half-visible face scores lower for being half out of the picture: a box the
+    frame's edge cuts starts a track from EDGE_START_SHARE of the start threshold; inside
+    the picture the threshold is unchanged; a still image keeps it everywhere."""
+    from backend.track.tracker import EDGE_START_SHARE
+
+    below = 0.25 * (EDGE_START_SHARE + 1) / 2  # between the edge threshold and the plain one
+    t = Tracker()
+    t.new_track_threshold = 0.25
+    assert len(t.update(_scored(box, below), FRAME)) == (1 if cut else 0)
+    t = Tracker()
+    t.new_track_threshold = 0.25
+    assert t.update(_scored(box, 0.25 * EDGE_START_SHARE * 0.9), FRAME) == []  # still noise
+    still = Tracker()
+    still.new_track_threshold = 0.25
+    still.edge_start_share = 1.0
+    assert still.update(_scored(box, below), FRAME) == []
