@@ -131,7 +131,8 @@ class TrackerSettings(_Section):
     continue_threshold: float = Field(
         0.1, ge=0.01, le=0.99, title="Keep-tracking threshold",
         description="A detection this weak still continues an existing track (a face "
-        "blurred by motion stays masked); only detections above detector.threshold start one.",
+        "blurred by motion stays masked); only detections above detector.threshold start one "
+        "(in a video, 0.6 of it for a box reaching past the frame's edge).",
     )
     lookback_frames: int = Field(
         30, ge=0, le=120, title="Second pass window (frames)",

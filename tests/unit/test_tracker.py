@@ -358,15 +358,17 @@ def _scored(box: tuple[float, float, float, float], score: float) -> Detections:
 
 @pytest.mark.parametrize("box, cut", [
     ((600.0, -20.0, 650.0, 40.0), True),     # past the top edge: half a face entering
-    ((1235.0, 300.0, 1278.0, 355.0), True),  # short of the right edge by 2 px of 43
-    ((5.0, 690.0, 50.0, 720.0), True),       # the bottom-left corner
+    ((1235.0, 300.0, 1283.0, 355.0), True),  # past the right edge
+    ((-5.0, 690.0, 50.0, 725.0), True),      # past the bottom-left corner
+    ((1235.0, 300.0, 1278.0, 355.0), False),  # short of the right edge: inside
     ((600.0, 300.0, 650.0, 360.0), False),   # inside the picture
     ((600.0, 20.0, 650.0, 80.0), False),     # 20 px from the top: not cut
 ])
 def test_a_face_cut_by_the_edge_starts_a_track_at_a_lower_score(box, cut) -> None:
-    """A half-visible face scores lower for being half out of the picture: a box the
-    frame's edge cuts starts a track from EDGE_START_SHARE of the start threshold; inside
-    the picture the threshold is unchanged; a still image keeps it everywhere."""
+    """A half-visible face scores lower for being half out of the picture: a box that
+    reaches past the frame's edge starts a track from EDGE_START_SHARE of the start
+    threshold; inside the picture the threshold is unchanged; a still image keeps it
+    everywhere."""
     from backend.track.tracker import EDGE_START_SHARE
 
     below = 0.25 * (EDGE_START_SHARE + 1) / 2  # between the edge threshold and the plain one
