@@ -429,7 +429,7 @@ class BatchRunner:
         det = self.settings.detector
         # files wait for a slow detection: only a hung one fails its frame closed; the two
         # frames in flight are detected at once when the detector has the lanes for it
-        lanes = getattr(getattr(self.detector, "inner", self.detector), "lanes", 1)
+        lanes = getattr(self.detector, "lanes", 1)
         runner = DetectionRunner(self.detector, det.deadline_ms / 1000.0, pool=self.pool,
                                  hang_limit_s=det.hang_limit_s,
                                  schedule=schedule_for(self.settings),

@@ -105,6 +105,12 @@ class FaultyDetector:
         """The wrapped detector (the second pass's crops are not counted as calls)."""
         return self._inner
 
+    @property
+    def lanes(self) -> int:
+        """1: faults are numbered by call, and one frame's call at a time keeps that
+        numbering the frames' order (the wrapped detector still spreads a frame's regions)."""
+        return 1
+
     def __setattr__(self, name: str, value) -> None:
         if name.startswith("_"):
             object.__setattr__(self, name, value)
