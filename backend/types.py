@@ -132,21 +132,3 @@ class Track:
     def held_over(self) -> bool:
         """True when the current box is predicted, not detected."""
         return self.frames_since_seen > 0
-
-
-EDGE_MARGIN = 2.0
-"""A box side within this many pixels of the frame edge (or past it) counts as cut off ..."""
-
-EDGE_SHARE = 0.15
-"""... or within this share of the box's size: the network's box of a face cut by the edge
-often stops a few pixels short of it (bench/real_world.py: 3 px on a 27 px box)."""
-
-
-def edges_cutting(box: np.ndarray | tuple[float, ...], width: int,
-                  height: int) -> tuple[bool, bool, bool, bool]:
-    """(left, top, right, bottom): the frame edges that cut the face of ``box`` (xyxy), by
-    ``EDGE_MARGIN`` and ``EDGE_SHARE``."""
-    x0, y0, x1, y1 = (float(v) for v in box)
-    mx = max(EDGE_MARGIN, EDGE_SHARE * (x1 - x0))
-    my = max(EDGE_MARGIN, EDGE_SHARE * (y1 - y0))
-    return x0 <= mx, y0 <= my, x1 >= width - mx, y1 >= height - my

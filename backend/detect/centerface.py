@@ -417,13 +417,9 @@ class CenterFaceDetector:
         ``clip`` False keeps the network's extent of a face cut by the image's edge."""
         h, w = img.shape[:2]
         pw, ph = -(-sw // _ALIGN) * _ALIGN, -(-sh // _ALIGN) * _ALIGN
-        with self._lock:
-            self._active += 1
-        try:
-            return self._detect_batch(img, [_Crop(0, 0, w, h, sw, sh)], pw, ph, clip)[0]
-        finally:
-            with self._lock:
-                self._active -= 1
+        crop = _Crop(0, 0, w, h, sw, sh)
+        return self._spread([lambda: self._detect_batch(img, [crop], pw, ph, clip)],
+                            [pw * ph])[0][0]
 
     def _detect_batch(self, img: np.ndarray, crops: Sequence[_Crop], pw: int, ph: int,
                       clip: bool = True) -> list[Detections]:
