@@ -40,6 +40,12 @@ EDGE_SHARE = 0.15
 """... or within this share of the box's size: the network's box of a face cut by the edge
 often stops a few pixels short of it (bench/real_world.py: 3 px on a 27 px box)."""
 
+EDGE_SNAP = 0.35
+"""A box whose gap to the frame edge is under this share of its size is stretched to that
+edge first: the network places the box of a face the edge cuts inside the frame, on what
+it sees, and the cut part of the face lies in the gap (bench/real_world.py sweeps: boxes
+14 px below the top of a face whose eyes touch it)."""
+
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: sub-pixel shapes
 _ONE = 1 << _SHIFT
 
@@ -67,9 +73,15 @@ def complete_at_edges(box: np.ndarray, width: int, height: int) -> np.ndarray:
     flat (or too narrow) for a face that touches the top or bottom (left or right) edge is
     extended past that edge to ``FACE_ASPECT``, so the mask shape, an ellipse in
     particular, is centred on the whole face and covers the visible part up to the edge.
-    Boxes clear of the edges are returned unchanged; no box is ever made smaller.
+    A box that stops short of an edge by less than ``EDGE_SNAP`` of its size is first
+    stretched to it. Boxes clear of the edges are returned unchanged; no box is ever made
+    smaller.
     """
     x0, y0, x1, y1 = (float(v) for v in box)
+    w, h = x1 - x0, y1 - y0
+    sx, sy = EDGE_SNAP * w, EDGE_SNAP * h
+    x0, x1 = (min(x0, 0.0) if x0 < sx else x0), (max(x1, width) if x1 > width - sx else x1)
+    y0, y1 = (min(y0, 0.0) if y0 < sy else y0), (max(y1, height) if y1 > height - sy else y1)
     w, h = x1 - x0, y1 - y0
     mx, my = max(EDGE_MARGIN, EDGE_SHARE * w), max(EDGE_MARGIN, EDGE_SHARE * h)
     top, bottom = y0 <= my, y1 >= height - my

@@ -10,10 +10,13 @@ detections, then by re-detecting in a crop around the prediction (a detection at
 scale, not just a grown box). A frame where neither finds it gets the prediction grown, up to
 ``miss_limit`` frames in a row (as hold-over does forward). When a track is found again after
 frames of hold-over, the held frames also get the box interpolated between the two known
-positions. A track never takes a box that another track holds in that frame.
+positions. A track never takes a box that another track holds in that frame. A track found
+again off its hold-over's path may have taken a neighbour's box (blurred crowds in a sweep):
+its hold-over box is masked in that frame too, and when the picture's motion says it jumped,
+it is walked back as if born there.
 
-Each added box is a ``Track`` with negative id and ``state`` "backtracked" or "interpolated"
-for ``--boxes``. Memory: at most ``depth`` frames (and never more than ``max_bytes`` of
+Each added box is a ``Track`` with negative id and ``state`` "backtracked", "interpolated" or
+"held" for ``--boxes``. Memory: at most ``depth`` frames (and never more than ``max_bytes`` of
 pixels, originals included): detections are kept, not frames; every frame leaves once, in
 order.
 """
@@ -46,6 +49,16 @@ MOVING = 0.1
 VELOCITY_DOUBT = 0.2
 # Motion of an unknown face, in face sizes per frame, that the first backward search covers.
 FIRST_SEARCH = 1.5
+# A backward box found this many of its sizes from where the motion put the face may be a
+# neighbour: the prediction is painted too.
+DOUBT_SHIFT = 0.5
+# A track found again this many of its box's sizes from where its hold-over box would be
+# now may have taken a neighbour's box: the hold-over box is masked in that frame too.
+REFOUND_SHIFT = 0.5
+# A track found again this many of its sizes away from where the picture's motion (known in
+# every frame between) would have taken it may have taken another face: it is also walked
+# back, as if born there.
+JUMP = 0.75
 
 DetectCrops = Callable[[np.ndarray, Sequence[Region]], Detections]
 
@@ -56,7 +69,7 @@ class Added:
 
     track_id: int
     box: np.ndarray
-    state: str  # "backtracked" or "interpolated"
+    state: str  # "backtracked", "interpolated" or "held"
     found: bool  # True when a detection backs it, False for a prediction
 
 
@@ -139,6 +152,14 @@ class _Chain:
         """True until the motion is known: the search then covers fast faces."""
         return self.step is None
 
+    def gate(self, gate: float, shared: np.ndarray | None) -> float:
+        """How far, in box sizes, from its prediction the face may be found: wider while
+        neither its own motion nor the picture's (``shared``) is known. With the picture's,
+        the wide search only finds the smear of a neighbour (real sweeps), at a cost."""
+        if self.step is not None or shared is not None:
+            return gate
+        return gate * FIRST_SEARCH
+
     def predict(self, shared: np.ndarray | None = None) -> np.ndarray:
         """The box one frame further back: moved by the centre's motion (``shared``, the
         picture's, while its own is not known), size kept (a face's size barely changes in
@@ -220,6 +241,7 @@ class SecondPass:
                 log.info("second pass: %d frames held (of %d asked) to stay within %d MB",
                          self._window, self.depth, self.max_bytes // 2**20)
         motion = self._motion(result)
+        strays: list[Added] = []
         if not result.fail_closed:
             births = []
             for track in result.tracks:
@@ -229,10 +251,16 @@ class SecondPass:
                     self._seen.add(track.track_id)
                     births.append(track)
                 else:
-                    self._fill_gap(track)
+                    jumped, stray = self._fill_gap(track, motion)
+                    if jumped:
+                        births.append(track)  # it may have taken another face: walk back
+                    if stray is not None:
+                        strays.append(stray)
             if births:
                 self._backtrack(births, motion)
         self._held.append(_Held(result, detections, original, motion=motion))
+        for added in strays:  # where the face it was following should be now
+            self._paint(self._held[-1], added)
         out = []
         while len(self._held) > self.window:
             out.append(self._leave())
@@ -276,13 +304,20 @@ class SecondPass:
             if held.result.fail_closed:
                 continue  # already obscured whole
             # a face whose own motion is not known yet moved as the picture did, if known
-            preds = [c.predict(None if shared is None else -shared) for c in live]
-            found = self._find_all(live, held, preds)
+            back = None if shared is None else -shared
+            preds = [c.predict(back) for c in live]
+            gates = [c.gate(self.gate, back) for c in live]
+            found = self._find_all(live, held, preds, gates)
             for c, pred, box in zip(live, preds, found, strict=True):
                 if box is not None:
+                    known = c.step is not None or back is not None
                     c.found(k, box)
                     self._paint(held, Added(-c.track_id, box, "backtracked", True))
                     self.backtracked += 1
+                    if known and _norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT:
+                        # found off the motion's path: perhaps a neighbour; cover both
+                        self._paint(held, Added(-c.track_id, _grow(pred, self.growth * 2),
+                                                "backtracked", False))
                     continue
                 grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit,
                                  held.result.frame.size)
@@ -290,8 +325,8 @@ class SecondPass:
                     self._paint(held, Added(-c.track_id, grown, "backtracked", False))
                     self.backtracked += 1
 
-    def _find_all(self, chains: list[_Chain], held: _Held,
-                  preds: list[np.ndarray]) -> list[np.ndarray | None]:
+    def _find_all(self, chains: list[_Chain], held: _Held, preds: list[np.ndarray],
+                  gate_list: list[float]) -> list[np.ndarray | None]:
         """Each chain's face in a held frame: that frame's own detection or one re-detected
         in a crop around its prediction. A box another track holds there is never taken,
         and chains claim candidates nearest first."""
@@ -302,7 +337,7 @@ class SecondPass:
         own = held.detections.xyxy.astype(np.float64) if held.detections is not None \
             and len(held.detections) else np.zeros((0, 4))
         pred_arr = np.asarray(preds, np.float64).reshape(-1, 4)
-        gates = np.array([self.gate * (FIRST_SEARCH if c.wide else 1.0) for c in chains])
+        gates = np.asarray(gate_list, np.float64)
         cands = own
         ok = _eligible(pred_arr, gates, cands, claimed_arr)
         n_own = len(own)
@@ -312,7 +347,7 @@ class SecondPass:
             # (costly) search: a face missed there too was not there to be found
             for wide in (False, True):
                 needy = [i for i in np.nonzero(~ok.any(axis=1))[0]
-                         if not wide or (chains[i].wide and chains[i].misses == 0)]
+                         if not wide or (gates[i] > self.gate and chains[i].misses == 0)]
                 crops = [self._crop(held.original.shape, preds[i], wide) for i in needy]
                 extra = self._redetect(held.original, [c for c in crops if c is not None])
                 if len(extra):
@@ -362,21 +397,42 @@ class SecondPass:
         return dets.xyxy.astype(np.float64)
 
     # -- gaps ----------------------------------------------------------------------------
-    def _fill_gap(self, track: Track) -> None:
-        """``track`` is detected again: interpolate its box into the frames it was held."""
+    def _fill_gap(self, track: Track, motion: np.ndarray | None = None
+                  ) -> tuple[bool, Added | None]:
+        """``track`` is detected again: interpolate its box into the frames it was held.
+
+        Returns whether it was found far from where the picture's motion (``motion``: into
+        the newest frame) would have taken it since it was last detected (then it is walked
+        back as if born), and its hold-over carried into the newest frame when the box found
+        there is off it (the box may be a neighbour's: the newest frame masks both).
+        """
         gap: list[tuple[_Held, Track]] = []
         earlier = None
+        # the picture's motion since it was last seen, None where a frame's is not known
+        moved = None if motion is None else np.asarray(motion, np.float64)
         for held in reversed(self._held):
             t = next((x for x in held.result.tracks if x.track_id == track.track_id), None)
             if t is None:
-                return  # the track is younger than the window
+                return False, None  # the track is younger than the window
             if not t.held_over:
                 earlier = np.asarray(t.box, np.float64)
                 break
             gap.append((held, t))
+            moved = None if moved is None or held.motion is None else moved + held.motion
         if earlier is None or not gap:
-            return
+            return False, None
         later = np.asarray(track.box, np.float64)
+        last = np.asarray(gap[0][1].box, np.float64)  # its hold-over box one frame before
+        step = motion if motion is not None else \
+            (np.asarray(track.velocity[:2], np.float64) + track.velocity[2:]) / 2
+        hold = last + np.concatenate([step, step])
+        stray = None
+        if np.hypot(*(_centre(hold) - _centre(later))) / _size(later) > REFOUND_SHIFT:
+            stray = Added(-track.track_id, hold, "held", False)
+        jumped = False
+        if moved is not None:
+            expected = earlier + np.concatenate([moved, moved])
+            jumped = bool(_norm_dist(expected[None], later[None])[0, 0] > JUMP)
         n = len(gap)
         for k, (held, _) in enumerate(gap, start=1):  # k frames before ``later``
             t = k / (n + 1)
@@ -384,6 +440,7 @@ class SecondPass:
             box = _grow(box, 0.12 * min(k, n + 1 - k))
             self._paint(held, Added(-track.track_id, box, "interpolated", False))
             self.interpolated += 1
+        return jumped, stray
 
     def _paint(self, held: _Held, added: Added) -> None:
         extra = Track(track_id=added.track_id, box=added.box.astype(np.float32),

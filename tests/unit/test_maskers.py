@@ -299,7 +299,11 @@ def test_exempt_track_is_not_masked(astronaut: Photo) -> None:
     Masker(MaskSettings(type="solid")).apply(
         img, [track(box, 1, exempt=True), track(other, 2)]
     )
-    far_from_other = outside(img.shape, mask_box(other, 1.3), 2)
+    from backend.mask.masker import complete_at_edges
+
+    # the other face's mask, stretched to the left edge it nearly touches
+    other_mask = complete_at_edges(mask_box(other, 1.3), img.shape[1], img.shape[0])
+    far_from_other = outside(img.shape, other_mask, 3)  # the soft edge grows with the box
     assert (img[far_from_other] == orig[far_from_other]).all()
     assert (img[central(other)] == 0).all()
 
@@ -444,6 +448,11 @@ def test_a_face_cut_by_the_top_edge_is_masked_as_the_whole_face() -> None:
     short = complete_at_edges(np.array([1250.0, 350, 1277, 394]), 1280, 720)
     assert short[0] == 1250 and short[2] > 1280
     assert complete_at_edges(np.array([1200.0, 350, 1227, 394]), 1280, 720)[2] == 1227
+    # a box the network placed inside the frame, a gap short of the top: the cut part of
+    # the face lies in the gap, so the box is stretched to the edge (more than 35%: left)
+    near_top = complete_at_edges(np.array([16.0 + 100, 14, 62 + 100, 63]), 1280, 720)
+    assert near_top[1] <= 0 and near_top[3] == 63
+    assert complete_at_edges(np.array([300.0, 20, 346, 69]), 1280, 720)[1] == 20
     img = np.full((720, 1280, 3), 200, np.uint8)
     Masker(MaskSettings(type="solid", shape="ellipse", scale=1.0)).apply(
         img, [Track(1, box.astype(np.float32), np.zeros(4), 0.9)])

@@ -142,3 +142,78 @@ def test_a_new_face_is_walked_back_along_the_motion_the_picture_shares():
     for i, (res, added) in enumerate(out[:4]):
         x = 30 * i + 100  # where face 3 was: the pan moved it as it moved the others
         assert (res.frame.image[130:160, x + 5:x + 35] == 0).all(), (i, added)
+
+
+def _panning(i: int, dx: float = -50.0) -> list[Track]:
+    """Two faces that move with the picture (a pan of ``dx`` px a frame) in frame ``i``."""
+    return [_track([300 + dx * i, 150, 340 + dx * i, 190], tid=5),
+            _track([360 + dx * i, 150, 400 + dx * i, 190], tid=6)]
+
+
+def test_a_face_moving_with_the_picture_is_not_taken_for_a_neighbours_smear():
+    # the picture pans left 50 px a frame; a face found in frame 2 was 50 px to the right in
+    # frame 1, where the only detection is a smear 2.6 face sizes off that path (within the
+    # wide gate of a face whose motion is not known)
+    lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
+    lb.push(_result(0, _panning(0)), _dets([300, 150, 340, 190], [360, 150, 400, 190]))
+    lb.push(_result(1, _panning(1)),
+            _dets([250, 150, 290, 190], [310, 150, 350, 190], [250, 20, 290, 70]))
+    born = _result(2, [_track([100, 100, 140, 150], tid=1), *_panning(2)])
+    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    res, added = out[1]
+    mine = [a for a in added if -a.track_id == 1]
+    assert mine and all(a.box[0] < 200 for a in mine), "took the smear for the face"
+    assert (res.frame.image[105:145, 155:185] == 0).all(), "frame 1's face is exposed"
+
+
+def test_a_track_found_again_off_its_hold_over_keeps_that_masked_too():
+    # the track's face went unseen for a frame; the detection it takes next lies far from
+    # its hold-over box, which may still hold its own face: that frame masks both
+    lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
+    lb.push(_result(0, [_track([100, 50, 140, 100])]), _dets([100, 50, 140, 100], score=0.9))
+    held = _track([95, 45, 145, 105])
+    held.frames_since_seen = 1
+    lb.push(_result(1, [held]), None)
+    out = lb.push(_result(2, [_track([250, 50, 290, 100])]), _dets([250, 50, 290, 100],
+                  score=0.9)) + lb.flush()
+    res, added = out[2]
+    assert [a.state for a in added] == ["held"]
+    assert (res.frame.image[55:95, 105:135] == 0).all(), "the hold-over's face is exposed"
+    # found again where its hold-over said: nothing more
+    lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
+    lb.push(_result(0, [_track([100, 50, 140, 100])]), _dets([100, 50, 140, 100], score=0.9))
+    lb.push(_result(1, [held]), None)
+    out = lb.push(_result(2, [_track([104, 50, 144, 100])]), None) + lb.flush()
+    assert out[2][1] == []
+
+
+def test_a_track_that_jumped_against_the_pictures_motion_is_walked_back():
+    # the picture is still (two faces agree), a track's face went unseen for two frames and
+    # the track then took a face 150 px away: that face's earlier frames are masked too
+    lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    lb.push(_result(0, [_track([100, 50, 140, 100]), *_panning(0, 0.0)]), None)
+    for i in (1, 2):
+        held = _track([100, 50, 140, 100])
+        held.frames_since_seen = i
+        lb.push(_result(i, [held, *_panning(i, 0.0)]), None)
+    out = lb.push(_result(3, [_track([250, 50, 290, 100]), *_panning(3, 0.0)]), None) \
+        + lb.flush()
+    for i in (1, 2):
+        res, added = out[i]
+        assert "backtracked" in [a.state for a in added]
+        assert (res.frame.image[55:95, 255:285] == 0).all(), f"frame {i}: the face is exposed"
+
+
+def test_a_box_found_off_the_pictures_motion_is_masked_with_the_prediction():
+    # frame 1's only candidate lies 0.7 face sizes off where the pan put the face: it is
+    # taken (within the gate), and the predicted place is masked as well
+    lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
+    lb.push(_result(0, _panning(0)), _dets([300, 150, 340, 190], [360, 150, 400, 190]))
+    lb.push(_result(1, _panning(1)),
+            _dets([250, 150, 290, 190], [310, 150, 350, 190], [150, 65, 190, 115]))
+    born = _result(2, [_track([100, 100, 140, 150], tid=1), *_panning(2)])
+    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    res, added = out[1]
+    mine = [a for a in added if -a.track_id == 1]
+    assert [a.found for a in mine] == [True, False]
+    assert (res.frame.image[105:145, 155:185] == 0).all(), "the predicted place is exposed"
