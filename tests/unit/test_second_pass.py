@@ -217,3 +217,16 @@ def test_a_box_found_off_the_pictures_motion_is_masked_with_the_prediction():
     mine = [a for a in added if -a.track_id == 1]
     assert [a.found for a in mine] == [True, False]
     assert (res.frame.image[105:145, 155:185] == 0).all(), "the predicted place is exposed"
+
+
+def test_a_track_detected_off_the_pictures_motion_from_one_frame_to_the_next_is_walked_back():
+    # the picture is still; a track seen in frames 0-1 at one place takes a face 30 px (0.6
+    # face sizes) away in frame 2: that face, not found before, is masked in frame 1 too
+    lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    for i in (0, 1):
+        lb.push(_result(i, [_track([100, 50, 150, 100]), *_panning(i, 0.0)]), None)
+    out = lb.push(_result(2, [_track([130, 50, 180, 100]), *_panning(2, 0.0)]), None) \
+        + lb.flush()
+    res, added = out[1]
+    assert [a.state for a in added] == ["backtracked"] and not added[0].found
+    assert (res.frame.image[55:95, 155:175] == 0).all(), "the face taken in frame 2 is exposed"
