@@ -13,7 +13,8 @@ frames of hold-over, the held frames also get the box interpolated between the t
 positions. A track never takes a box that another track holds in that frame. A track found
 again off its hold-over's path may have taken a neighbour's box (blurred crowds in a sweep):
 its hold-over box is masked in that frame too, and when the picture's motion says it jumped,
-it is walked back as if born there.
+it is walked back as if born there. A walk back that finds a box off the motion's path (a
+neighbour's smear, or the face itself moving on its own) masks and follows both.
 
 Each added box is a ``Track`` with negative id and ``state`` "backtracked", "interpolated" or
 "held" for ``--boxes``. Memory: at most ``depth`` frames (and never more than ``max_bytes`` of
@@ -23,6 +24,7 @@ order.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -147,6 +149,7 @@ class _Chain:
         self.misses = 0
         self.done = False
         self.seek = seek  # whether to re-detect in crops (else: frames' own detections only)
+        self.forked = False
 
     @property
     def wide(self) -> bool:
@@ -169,6 +172,15 @@ class _Chain:
         if step is None:
             return self.box.copy()
         return self.box + np.concatenate([step, step])
+
+    def fork(self, k: int, box: np.ndarray, step: np.ndarray | None) -> _Chain:
+        """A chain that goes on from ``box``, where the motion (``step``) put the face in
+        the ``k``-th frame back, on the frames' own detections and predictions only."""
+        other = copy.copy(self)
+        other.box, other.anchor, other.anchor_k = box.copy(), box.copy(), k
+        other.step = None if step is None else step.copy()
+        other.misses, other.done, other.seek, other.forked = 1, False, False, True
+        return other
 
     def found(self, k: int, box: np.ndarray) -> None:
         delta = (_centre(box) - _centre(self.anchor)) / max(k - self.anchor_k, 1)
@@ -318,13 +330,17 @@ class SecondPass:
             for c, pred, box in zip(live, preds, found, strict=True):
                 if box is not None:
                     known = c.step is not None or back is not None
+                    step = c.step
                     c.found(k, box)
                     self._paint(held, Added(-c.track_id, box, "backtracked", True))
                     self.backtracked += 1
                     if known and _norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT:
-                        # found off the motion's path: perhaps a neighbour; cover both
-                        self._paint(held, Added(-c.track_id, _grow(pred, self.growth * 2),
-                                                "backtracked", False))
+                        # found off the motion's path: perhaps a neighbour. Cover both, and
+                        # follow both further back (a fork seeks no crops of its own)
+                        grown = _grow(pred, self.growth * 2)
+                        self._paint(held, Added(-c.track_id, grown, "backtracked", False))
+                        if c.seek:
+                            chains.append(c.fork(k, pred, step))
                     continue
                 grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit,
                                  held.result.frame.size)
@@ -367,8 +383,10 @@ class SecondPass:
         same = _iou_matrix(cands, cands) >= CLAIMED_IOU
         ci, di = np.nonzero(ok)
         taken = np.zeros(len(cands), bool)
-        # nearest pairs first, so two chains never collapse onto one face
-        for k in np.argsort(dist[ci, di], kind="stable"):
+        # nearest pairs first, so two chains never collapse onto one face; forks (paths a
+        # doubtful find left) last, so they never take a candidate from a chain
+        forked = np.array([c.forked for c in chains])
+        for k in np.lexsort((dist[ci, di], forked[ci])):
             c, d = int(ci[k]), int(di[k])
             if out[c] is not None or (same[d] & taken).any():
                 continue

@@ -230,3 +230,19 @@ def test_a_track_detected_off_the_pictures_motion_from_one_frame_to_the_next_is_
     res, added = out[1]
     assert [a.state for a in added] == ["backtracked"] and not added[0].found
     assert (res.frame.image[55:95, 155:175] == 0).all(), "the face taken in frame 2 is exposed"
+
+
+def test_the_walk_back_also_follows_the_motions_path_past_a_doubtful_find():
+    # the picture pans left 50 px a frame. One frame before the face's birth the only
+    # candidate is a neighbour 0.7 face sizes above its path (taken, doubtfully); one frame
+    # further back the face is found by nothing: the path the motion gives is masked there
+    lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
+    pan = ([300, 150, 340, 190], [360, 150, 400, 190])
+    lb.push(_result(0, _panning(0)), _dets(*pan))
+    lb.push(_result(1, _panning(1)), _dets(*([b[0] - 50, b[1], b[2] - 50, b[3]] for b in pan)))
+    lb.push(_result(2, _panning(2)), _dets(
+        *([b[0] - 100, b[1], b[2] - 100, b[3]] for b in pan), [150, 65, 190, 115]))
+    born = _result(3, [_track([100, 100, 140, 150], tid=1), *_panning(3)])
+    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    res = out[1][0]
+    assert (res.frame.image[105:145, 205:235] == 0).all(), "frame 1's face is exposed"
