@@ -151,11 +151,6 @@ class _Chain:
         self.seek = seek  # whether to re-detect in crops (else: frames' own detections only)
         self.forked = False
 
-    @property
-    def wide(self) -> bool:
-        """True until the motion is known: the search then covers fast faces."""
-        return self.step is None
-
     def gate(self, gate: float, shared: np.ndarray | None) -> float:
         """How far, in box sizes, from its prediction the face may be found: wider while
         neither its own motion nor the picture's (``shared``) is known. With the picture's,
