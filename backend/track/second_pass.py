@@ -94,6 +94,11 @@ def _centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
 
 
+def _moved(box: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """``box`` (4,) with its centre moved by ``step`` (2,), size kept."""
+    return box + np.concatenate([step, step])
+
+
 def _grow(box: np.ndarray, frac: float) -> np.ndarray:
     w, h = box[2] - box[0], box[3] - box[1]
     return np.array([box[0] - w * frac / 2, box[1] - h * frac / 2,
@@ -166,7 +171,7 @@ class _Chain:
         step = self.step if self.step is not None else shared
         if step is None:
             return self.box.copy()
-        return self.box + np.concatenate([step, step])
+        return _moved(self.box, step)
 
     def fork(self, k: int, box: np.ndarray, step: np.ndarray | None) -> _Chain:
         """A chain that goes on from ``box``, where the motion (``step``) put the face in
@@ -260,7 +265,7 @@ class SecondPass:
                     self._seen.add(track.track_id)
                     births.append(track)
                 else:
-                    jumped, stray = self._fill_gap(track, motion)
+                    jumped, stray = self._seen_again(track, motion)
                     if jumped:
                         jumps.append(track)  # it may have taken another face: walk back
                     if stray is not None:
@@ -417,7 +422,7 @@ class SecondPass:
         return dets.xyxy.astype(np.float64)
 
     # -- gaps ----------------------------------------------------------------------------
-    def _fill_gap(self, track: Track, motion: np.ndarray | None = None
+    def _seen_again(self, track: Track, motion: np.ndarray | None = None
                   ) -> tuple[bool, Added | None]:
         """``track`` is detected again: interpolate its box into the frames it was held.
 
@@ -445,14 +450,13 @@ class SecondPass:
         later = np.asarray(track.box, np.float64)
         jumped = False
         if moved is not None:
-            expected = earlier + np.concatenate([moved, moved])
+            expected = _moved(earlier, moved)
             jumped = bool(_norm_dist(expected[None], later[None])[0, 0] > JUMP)
         if not gap:
             return jumped, None
         last = np.asarray(gap[0][1].box, np.float64)  # its hold-over box one frame before
-        step = motion if motion is not None else \
-            (np.asarray(track.velocity[:2], np.float64) + track.velocity[2:]) / 2
-        hold = last + np.concatenate([step, step])
+        step = motion if motion is not None else _centre(np.asarray(track.velocity, np.float64))
+        hold = _moved(last, step)
         stray = None
         if np.hypot(*(_centre(hold) - _centre(later))) / _size(later) > REFOUND_SHIFT:
             stray = Added(-track.track_id, hold, "held", False)

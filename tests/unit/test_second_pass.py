@@ -150,14 +150,20 @@ def _panning(i: int, dx: float = -50.0) -> list[Track]:
             _track([360 + dx * i, 150, 400 + dx * i, 190], tid=6)]
 
 
+def _push_pan(lb: SecondPass, i: int, *extra) -> None:
+    """Push frame ``i`` of the pan: its two faces tracked and weakly detected, and the
+    ``extra`` boxes detected too."""
+    faces = _panning(i)
+    lb.push(_result(i, faces), _dets(*(t.box.tolist() for t in faces), *extra))
+
+
 def test_a_face_moving_with_the_picture_is_not_taken_for_a_neighbours_smear():
     # the picture pans left 50 px a frame; a face found in frame 2 was 50 px to the right in
     # frame 1, where the only detection is a smear 2.6 face sizes off that path (within the
     # wide gate of a face whose motion is not known)
     lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
-    lb.push(_result(0, _panning(0)), _dets([300, 150, 340, 190], [360, 150, 400, 190]))
-    lb.push(_result(1, _panning(1)),
-            _dets([250, 150, 290, 190], [310, 150, 350, 190], [250, 20, 290, 70]))
+    _push_pan(lb, 0)
+    _push_pan(lb, 1, [250, 20, 290, 70])
     born = _result(2, [_track([100, 100, 140, 150], tid=1), *_panning(2)])
     out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
     res, added = out[1]
@@ -208,9 +214,8 @@ def test_a_box_found_off_the_pictures_motion_is_masked_with_the_prediction():
     # frame 1's only candidate lies 0.7 face sizes off where the pan put the face: it is
     # taken (within the gate), and the predicted place is masked as well
     lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
-    lb.push(_result(0, _panning(0)), _dets([300, 150, 340, 190], [360, 150, 400, 190]))
-    lb.push(_result(1, _panning(1)),
-            _dets([250, 150, 290, 190], [310, 150, 350, 190], [150, 65, 190, 115]))
+    _push_pan(lb, 0)
+    _push_pan(lb, 1, [150, 65, 190, 115])
     born = _result(2, [_track([100, 100, 140, 150], tid=1), *_panning(2)])
     out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
     res, added = out[1]
@@ -237,11 +242,9 @@ def test_the_walk_back_also_follows_the_motions_path_past_a_doubtful_find():
     # candidate is a neighbour 0.7 face sizes above its path (taken, doubtfully); one frame
     # further back the face is found by nothing: the path the motion gives is masked there
     lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
-    pan = ([300, 150, 340, 190], [360, 150, 400, 190])
-    lb.push(_result(0, _panning(0)), _dets(*pan))
-    lb.push(_result(1, _panning(1)), _dets(*([b[0] - 50, b[1], b[2] - 50, b[3]] for b in pan)))
-    lb.push(_result(2, _panning(2)), _dets(
-        *([b[0] - 100, b[1], b[2] - 100, b[3]] for b in pan), [150, 65, 190, 115]))
+    _push_pan(lb, 0)
+    _push_pan(lb, 1)
+    _push_pan(lb, 2, [150, 65, 190, 115])
     born = _result(3, [_track([100, 100, 140, 150], tid=1), *_panning(3)])
     out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
     res = out[1][0]
