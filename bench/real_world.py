@@ -37,6 +37,11 @@ is smaller than the clip, so face sizes vary):
   as the gain falls (luma and chroma, seeded).
 
 Each frame's true boxes are the photo's boxes mapped through the camera at mid-exposure.
+Over-masking (``blacked away``, photos and clips): the share of the input's lit pixels away
+from every face (true and ignore boxes grown 2x about their centre) that the output made
+black; for clips the mean over frames, and ``half-black`` counts the frames where it is over
+50% (a frame all but blacked out). The leak rule alone would reward blacking everything.
+
 Clips are H.264 crf 18 and cached with their truth (``.json``: spec and boxes per frame;
 ``.npz``: the lit mask of every scored core, taken from the rendered unmasked frame).
 
@@ -279,6 +284,9 @@ class Tally:
     total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
     unlit: int = 0
     missing_frames: int = 0  # frames the output lacks (not scored)
+    frames: int = 0  # frames scored for over-masking
+    blacked: float = 0.0  # sum over those frames of their blacked-away share
+    blacked_half: int = 0  # frames with more than half of their away pixels blacked
 
     def add(self, r: FaceResult) -> None:
         """Count one verdict."""
@@ -296,6 +304,20 @@ class Tally:
             self.total[b] += other.total[b]
         self.unlit += other.unlit
         self.missing_frames += other.missing_frames
+        self.frames += other.frames
+        self.blacked += other.blacked
+        self.blacked_half += other.blacked_half
+
+    def add_frame(self, share: float) -> None:
+        """Count one frame's blacked-away share (over-masking)."""
+        self.frames += 1
+        self.blacked += share
+        self.blacked_half += int(share > 0.5)
+
+    @property
+    def blacked_mean(self) -> float:
+        """Mean blacked-away share per scored frame."""
+        return self.blacked / self.frames if self.frames else 0.0
 
     @property
     def all_leaked(self) -> int:
@@ -311,7 +333,8 @@ class Tally:
         """Per bucket [leaked, total], the sums, unlit and missing frames."""
         return {"buckets": {b: [self.leaked[b], self.total[b]] for b in BUCKETS},
                 "total": [self.all_leaked, self.all_total], "unlit": self.unlit,
-                "missing_frames": self.missing_frames}
+                "missing_frames": self.missing_frames, "blacked_away": self.blacked_mean,
+                "frames_half_blacked": self.blacked_half}
 
 
 # -- clips ----------------------------------------------------------------------------
@@ -515,19 +538,27 @@ class ClipTruth:
     lit: list[np.ndarray]
     unlit: int = 0  # face-frames inside the frame whose core had no lit pixel
 
-    def score(self, frames: Iterable[np.ndarray]) -> Tally:
+    def score(self, frames: Iterable[np.ndarray], inputs: Iterable[np.ndarray] | None = None,
+              ignore: np.ndarray | None = None) -> Tally:
         """Tally of one output video's frames against this truth (an output of another size
-        is scaled to the clip's; frames past the clip are ignored, missing ones counted)."""
+        is scaled to the clip's; frames past the clip are ignored, missing ones counted).
+
+        With ``inputs`` (the clip's own frames) each frame's over-masking is counted too:
+        the blacked-away share with this truth's boxes and ``ignore`` (frames, M, 4)."""
         tally = Tally(unlit=self.unlit)
         by_frame: dict[int, list[int]] = {}
         for k, row in enumerate(self.cores):
             by_frame.setdefault(int(row[0]), []).append(k)
         n = 0
         it = iter(frames)
+        src = iter(inputs) if inputs is not None else None
         try:
             for i, out in zip(range(self.spec.n_frames), it, strict=False):
                 n += 1
                 out = fit_output(out, self.spec.width, self.spec.height)
+                if src is not None and (image := next(src, None)) is not None:
+                    away = [] if ignore is None else ignore[i]
+                    tally.add_frame(blacked_outside(image, self.boxes[i], away, out))
                 for k in by_frame.get(i, []):
                     _, face, xa, ya, xb, yb = (int(v) for v in self.cores[k])
                     box = self.boxes[i, face]
@@ -535,10 +566,18 @@ class ClipTruth:
                     tally.add(FaceResult(tuple(box), float(box[3] - box[1]), True,
                                          cov < COVER, cov))
         finally:
-            if hasattr(it, "close"):
-                it.close()  # close the decoder early
+            for gen in (it, src):
+                if hasattr(gen, "close"):
+                    gen.close()  # close the decoders early
         tally.missing_frames = self.spec.n_frames - n
         return tally
+
+
+def clip_ignore(photo: Photo, spec: ClipSpec) -> np.ndarray:
+    """The photo's ignore boxes in clip pixels, per frame (n_frames, M, 4)."""
+    path = CameraPath(photo.image.shape[1], photo.image.shape[0], spec)
+    return np.array([map_boxes(photo.ignore, path.mid(i)) for i in range(spec.n_frames)]
+                    ).reshape(spec.n_frames, -1, 4)
 
 
 def clip_name(stem: str, spec: ClipSpec) -> str:
@@ -772,13 +811,13 @@ def run_clips(sets: Sequence[ClipSet], seed: int, tools: Sequence[str],
     for cs in sets:
         key, (w, h) = cs.key, cs.size
         t0 = time.perf_counter()
-        clips: list[tuple[str, Path, ClipTruth]] = []
+        clips: list[tuple[str, Path, ClipTruth, Photo]] = []
         for p in cs.photos:
             for kind in KINDS:
                 spec = ClipSpec(kind, w, h, cs.n_frames, photo_seed(seed, p.stem))
                 path, truth = clip_for(p, spec, WORK / "clips")
-                clips.append((kind, path, truth))
-        frames = sum(t.spec.n_frames for _, _, t in clips)
+                clips.append((kind, path, truth, p))
+        frames = sum(t.spec.n_frames for _, _, t, _ in clips)
         print(f"-- {key}: {len(cs.photos)} photos, {len(clips)} clips, {frames} frames, ready "
               f"in {time.perf_counter() - t0:.0f} s (load average {os.getloadavg()[0]:.2f})",
               flush=True)
@@ -790,12 +829,14 @@ def run_clips(sets: Sequence[ClipSet], seed: int, tools: Sequence[str],
                       for tool, r in runs.items()}
         leaks[key] = {kind: {tool: Tally() for tool in tools} for kind in KINDS}
         per_clip[key] = {}
-        for kind, path, truth in clips:
+        for kind, path, truth, photo in clips:
             per_clip[key][path.stem] = {}
+            ignore = clip_ignore(photo, truth.spec)
             for tool in tools:
                 out = runs[tool].outputs[path]
                 # no output at all: every face-frame counts as leaked
-                t = truth.score(decode_frames(out)) if out.is_file() else _all_leaked(truth)
+                t = (truth.score(decode_frames(out), decode_frames(path), ignore)
+                     if out.is_file() else _all_leaked(truth))
                 leaks[key][kind][tool].merge(t)
                 per_clip[key][path.stem][tool] = t
         print(f"-- {key} scored (load average {os.getloadavg()[0]:.2f})", flush=True)
@@ -818,6 +859,11 @@ def _cells(t: Tally) -> str:
     cells = [f"{t.leaked[b]}/{t.total[b]}" for b in BUCKETS]
     cells.append(f"{t.all_leaked}/{t.all_total}")
     return "".join(f" {c:>11}" for c in cells)
+
+
+def _over(t: Tally) -> str:
+    """The over-masking cells of a clip row: mean blacked-away share, half-black frames."""
+    return f" {t.blacked_mean:>12.2%} {f'{t.blacked_half}/{t.frames}':>10}"
 
 
 def _head(first: str) -> str:
@@ -849,19 +895,21 @@ def print_clips(leaks: dict, speed: dict, per_clip: dict, limit: int = 15) -> No
     and the ratios."""
     for key, kinds in leaks.items():
         print(f"\nClips at {key}: leaked/counted face-frames by box height (clip px)")
-        head = _head("kind / tool")
+        head = _head("kind / tool") + f" {'blacked away':>13} {'half-black':>10}"
         print(head)
         print("-" * len(head))
         tools = list(next(iter(kinds.values())))
         for kind, by_tool in kinds.items():
             for tool, t in by_tool.items():
-                print(f"{kind + ' / ' + tool:<28}{_cells(t)}")
+                print(f"{kind + ' / ' + tool:<28}{_cells(t)}{_over(t)}")
         for tool in tools:
             t = Tally()
             for by_tool in kinds.values():
                 t.merge(by_tool[tool])
-            print(f"{'all / ' + tool:<28}{_cells(t)}"
+            print(f"{'all / ' + tool:<28}{_cells(t)}{_over(t)}"
                   + (f"  ({t.unlit} unlit not counted)" if t.unlit else ""))
+        print("(blacked away: mean share per frame of lit pixels far from any face made black; "
+              "half-black: frames where that share is over 50%)")
         worst = sorted(per_clip[key].items(), key=lambda kv: -kv[1]["ptim"].all_leaked)
         worst = [(name, by) for name, by in worst if by["ptim"].all_leaked][:limit]
         if worst:

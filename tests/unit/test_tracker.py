@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from backend.track import Tracker
-from backend.track.tracker import LEAD_REACH
+from backend.track.tracker import HOLD_MAX_SCALE, LEAD_REACH
 from backend.types import Detections, Track
 from config.schema import TrackerSettings
 
@@ -382,3 +382,54 @@ def test_a_face_cut_by_the_edge_starts_a_track_at_a_lower_score(box, cut) -> Non
     still.new_track_threshold = 0.25
     still.edge_start_share = 1.0
     assert still.update(_scored(box, below), FRAME) == []
+
+
+def test_a_held_box_grows_to_a_bounded_multiple_of_its_face() -> None:
+    """A box whose detections jitter (its corners seem to race apart) is held over, but
+    its hold-over box never spans more than HOLD_MAX_SCALE face sizes (plus half that
+    ahead of the motion): in a zoom over a crowd unbounded growth blacked whole frames."""
+    tr = Tracker(TrackerSettings(hold_frames=8, smoothing=0.0))
+    tr.update(dets((400.0, 300.0, 460.0, 380.0)), FRAME)
+    tr.update(dets((370.0, 270.0, 490.0, 410.0)), FRAME)  # a jittery second box
+    last = tr.tracks[0].box
+    w, h = last[2] - last[0], last[3] - last[1]
+    for _ in range(8):
+        t = only(tr.update(Detections.empty(), FRAME))
+        bw, bh = t.box[2] - t.box[0], t.box[3] - t.box[1]
+        assert bw <= 1.5 * HOLD_MAX_SCALE * w + 1e-3 and bh <= 1.5 * HOLD_MAX_SCALE * h + 1e-3
+    # the bound binds: unbounded, this box would have grown past it
+    assert t.frames_since_seen == 8 and bw > 2 * w
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(40.0, 0.0), (-40.0, 0.0), (0.0, 30.0), (0.0, -30.0)])
+def test_a_held_face_that_left_the_frame_is_dropped(dx: float, dy: float) -> None:
+    """A face lost as it moves out of the picture is held until its box, moved on by its
+    motion, lies wholly outside the frame; then it is gone, before hold_frames."""
+    w, h = FRAME
+    x = {40.0: w - 100.0, -40.0: 40.0}.get(dx, 600.0)
+    y = {30.0: h - 110.0, -30.0: 30.0}.get(dy, 320.0)
+    start = (x, y, x + 60.0, y + 80.0)
+    tr = Tracker(TrackerSettings(hold_frames=30))
+    for i in range(4):
+        tr.update(dets(moved(start, dx * (i - 3), dy * (i - 3))), FRAME)
+    held = 0
+    while tr.update(Detections.empty(), FRAME):
+        held += 1
+        assert held < 30, "never dropped"
+    # kept while any part of it may be inside: the box needs 2-5 frames to clear the edge
+    assert 1 <= held <= 6, held
+
+
+@pytest.mark.parametrize("gap", [0, 1, 2])
+def test_a_jittery_box_keeps_its_id(gap: int) -> None:
+    """A face whose second box is much smaller than its first (real zoom: 271x461, then
+    176x272) keeps its id when seen again after ``gap`` missed frames: its expected place
+    keeps the box's size; extrapolated corners turned it inside out, a second track was
+    started on the same face and the first one's hold-over swelled over the frame."""
+    tr = Tracker(TrackerSettings(hold_frames=8))
+    tr.update(dets((55.0, -97.0, 326.0, 364.0)), FRAME)
+    tr.update(dets((158.0, 7.0, 334.0, 279.0)), FRAME)
+    for _ in range(gap):
+        tr.update(Detections.empty(), FRAME)
+    t = only(tr.update(dets((178.0, 18.0, 358.0, 290.0)), FRAME))
+    assert t.track_id == 1 and not t.held_over
