@@ -110,9 +110,8 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # Extra reach of a held-over box ahead of its face's motion, in per-frame motions per frame.
 LEAD_REACH = 1.0
 # A held-over box spans at most this many times its face's size (and its reach ahead half
-# that more). A jittery box's corners seem to race apart, and its growth, unbounded, blacked
-# whole frames of a zoom over a crowd (real clips: half the frame or more blacked away in 10%
-# of frames; bounded here: 8%, with the same faces masked).
+# that more): unbounded, a jittery box's racing corners blacked out whole frames of a zoom.
+# Tighter (3x) leaked faces lost in the last frames of real sweeps and dimmed clips.
 HOLD_MAX_SCALE = 5.0
 # The frame's shared motion (a camera pan or sweep) is measured when at least this many
 # tracks seen in the previous frame are detected again and most of them moved alike ...
