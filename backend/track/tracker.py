@@ -182,7 +182,8 @@ def _grown_box(state: _State, growth: float, shared: bool = False) -> np.ndarray
     side moves out by ``growth / 2`` of the box size (so the size grows by ``growth``),
     plus any growth of the box itself, plus the largest per-frame speed on that axis, so
     a face that speeds up, stops or turns during the gap stays inside; the side it moves
-    towards reaches out by ``LEAD_REACH`` times its motion more.
+    towards reaches out by ``LEAD_REACH`` times its motion more. The box spans at most
+    ``HOLD_MAX_SCALE`` times the shown box, its reach ahead at most half that more.
     """
     k = state.frames_since_seen
     v = state.velocity
