@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.detect.schedule import Region, quantized_scale
-from backend.track.tracker import shared_motion
+from backend.track.tracker import moved_box, shared_motion
 from backend.types import Detections, Track
 
 log = logging.getLogger("ptim.track")
@@ -92,11 +92,6 @@ def _size(box: np.ndarray) -> float:
 
 def _centre(box: np.ndarray) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-
-
-def _moved(box: np.ndarray, step: np.ndarray) -> np.ndarray:
-    """``box`` (4,) with its centre moved by ``step`` (2,), size kept."""
-    return box + np.concatenate([step, step])
 
 
 def _grow(box: np.ndarray, frac: float) -> np.ndarray:
@@ -171,7 +166,7 @@ class _Chain:
         step = self.step if self.step is not None else shared
         if step is None:
             return self.box.copy()
-        return _moved(self.box, step)
+        return moved_box(self.box, step)
 
     def fork(self, k: int, box: np.ndarray, step: np.ndarray | None) -> _Chain:
         """A chain that goes on from ``box``, where the motion (``step``) put the face in
@@ -450,13 +445,13 @@ class SecondPass:
         later = np.asarray(track.box, np.float64)
         jumped = False
         if moved is not None:
-            expected = _moved(earlier, moved)
+            expected = moved_box(earlier, moved)
             jumped = bool(_norm_dist(expected[None], later[None])[0, 0] > JUMP)
         if not gap:
             return jumped, None
         last = np.asarray(gap[0][1].box, np.float64)  # its hold-over box one frame before
         step = motion if motion is not None else _centre(np.asarray(track.velocity, np.float64))
-        hold = _moved(last, step)
+        hold = moved_box(last, step)
         stray = None
         if np.hypot(*(_centre(hold) - _centre(later))) / _size(later) > REFOUND_SHIFT:
             stray = Added(-track.track_id, hold, "held", False)

@@ -76,8 +76,11 @@ class _State:
         along the velocity, its size kept (a face's size barely changes in a few frames;
         extrapolating a jittery box's corners can turn it inside out, and the track then
         takes a box far off its face)."""
-        step = np.multiply(_centre_velocity(self.velocity), self.frames_since_seen)
-        return self.raw + np.array([step[0], step[1], step[0], step[1]])
+        return moved_box(self.raw, self.own_drift())
+
+    def own_drift(self) -> np.ndarray:
+        """How far its own velocity moved its centre since the last detection (2,)."""
+        return np.multiply(_centre_velocity(self.velocity), self.frames_since_seen)
 
     def snapshot(self) -> Track:
         return Track(
@@ -143,6 +146,11 @@ def union_box(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([np.minimum(a[:2], b[:2]), np.maximum(a[2:], b[2:])])
 
 
+def moved_box(box: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """``box`` (4,) with its centre moved by ``step`` (2,), size kept."""
+    return box + np.concatenate([step, step])
+
+
 def _centre_velocity(v: np.ndarray) -> tuple[float, float]:
     """The per-frame motion of a box's centre, from the box's velocity (4,)."""
     return (v[0] + v[2]) / 2, (v[1] + v[3]) / 2
@@ -165,10 +173,8 @@ def _gone(state: _State, width: float, height: float) -> bool:
     """Whether a held track's face has left the frame: its last shown box, moved by its own
     velocity and by the picture's motion (``drift``), lies wholly outside the frame both
     ways."""
-    cx, cy = _centre_velocity(state.velocity)
-    k = state.frames_since_seen
-    for mx, my in ((cx * k, cy * k), tuple(state.drift)):
-        b = state.shown + np.array([mx, my, mx, my])
+    for step in (state.own_drift(), state.drift):
+        b = moved_box(state.shown, step)
         if b[2] > 0 and b[0] < width and b[3] > 0 and b[1] < height:
             return False
     return True
@@ -189,7 +195,7 @@ def _grown_box(state: _State, growth: float, shared: bool = False) -> np.ndarray
     v = state.velocity
     w = state.shown[2] - state.shown[0]
     h = state.shown[3] - state.shown[1]
-    mx, my = state.drift if shared else np.multiply(_centre_velocity(v), k)
+    mx, my = state.drift if shared else state.own_drift()
     cx = (state.shown[0] + state.shown[2]) / 2 + mx
     cy = (state.shown[1] + state.shown[3]) / 2 + my
     speed_x = max(abs(v[0]), abs(v[2]))
