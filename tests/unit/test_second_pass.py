@@ -157,15 +157,22 @@ def _push_pan(lb: SecondPass, i: int, *extra) -> None:
     lb.push(_result(i, faces), _dets(*(t.box.tolist() for t in faces), *extra))
 
 
+def _born_after_pan(lb: SecondPass, *extras) -> list:
+    """Push one pan frame per item of ``extras`` (the extra boxes detected in it), then the
+    frame where track 1 is born at [100, 100, 140, 150]; return every frame that leaves."""
+    for i, extra in enumerate(extras):
+        _push_pan(lb, i, *extra)
+    n = len(extras)
+    born = _result(n, [_track([100, 100, 140, 150], tid=1), *_panning(n)])
+    return lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+
+
 def test_a_face_moving_with_the_picture_is_not_taken_for_a_neighbours_smear():
     # the picture pans left 50 px a frame; a face found in frame 2 was 50 px to the right in
     # frame 1, where the only detection is a smear 2.6 face sizes off that path (within the
     # wide gate of a face whose motion is not known)
     lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
-    _push_pan(lb, 0)
-    _push_pan(lb, 1, [250, 20, 290, 70])
-    born = _result(2, [_track([100, 100, 140, 150], tid=1), *_panning(2)])
-    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    out = _born_after_pan(lb, [], [[250, 20, 290, 70]])
     res, added = out[1]
     mine = [a for a in added if -a.track_id == 1]
     assert mine and all(a.box[0] < 200 for a in mine), "took the smear for the face"
@@ -214,10 +221,7 @@ def test_a_box_found_off_the_pictures_motion_is_masked_with_the_prediction():
     # frame 1's only candidate lies 0.7 face sizes off where the pan put the face: it is
     # taken (within the gate), and the predicted place is masked as well
     lb = SecondPass(Masker(SOLID), depth=4, growth_per_frame=0.0)
-    _push_pan(lb, 0)
-    _push_pan(lb, 1, [150, 65, 190, 115])
-    born = _result(2, [_track([100, 100, 140, 150], tid=1), *_panning(2)])
-    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    out = _born_after_pan(lb, [], [[150, 65, 190, 115]])
     res, added = out[1]
     mine = [a for a in added if -a.track_id == 1]
     assert [a.found for a in mine] == [True, False]
@@ -242,10 +246,6 @@ def test_the_walk_back_also_follows_the_motions_path_past_a_doubtful_find():
     # candidate is a neighbour 0.7 face sizes above its path (taken, doubtfully); one frame
     # further back the face is found by nothing: the path the motion gives is masked there
     lb = SecondPass(Masker(SOLID), depth=5, growth_per_frame=0.0)
-    _push_pan(lb, 0)
-    _push_pan(lb, 1)
-    _push_pan(lb, 2, [150, 65, 190, 115])
-    born = _result(3, [_track([100, 100, 140, 150], tid=1), *_panning(3)])
-    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    out = _born_after_pan(lb, [], [], [[150, 65, 190, 115]])
     res = out[1][0]
     assert (res.frame.image[105:145, 205:235] == 0).all(), "frame 1's face is exposed"
