@@ -257,6 +257,26 @@ def score_photo(image: np.ndarray, boxes: Iterable[Sequence[float]],
     return [score_face(image, out, b) for b in boxes]
 
 
+def lit_away(image: np.ndarray, boxes: Iterable[Sequence[float]],
+             ignore: Iterable[Sequence[float]], grow: float = 2.0) -> np.ndarray:
+    """The input's lit pixels away from every face (true and ignore boxes grown ``grow``
+    times about their centre), (H, W) bool: where a black output pixel is over-masking."""
+    h, w = image.shape[:2]
+    away = np.ones((h, w), bool)
+    for b in [*boxes, *ignore]:
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        hw, hh = (b[2] - b[0]) * grow / 2, (b[3] - b[1]) * grow / 2
+        away[max(0, int(cy - hh)):max(0, math.ceil(cy + hh)),
+             max(0, int(cx - hw)):max(0, math.ceil(cx + hw))] = False
+    return (image.max(axis=2) >= LIT) & away
+
+
+def blacked_share(away: np.ndarray, output: np.ndarray) -> float:
+    """Share of ``away`` (a ``lit_away`` mask) that is black in ``output`` (same size)."""
+    n = int(away.sum())
+    return float(((output.max(axis=2) < BLACK) & away).sum()) / n if n else 0.0
+
+
 def blacked_outside(image: np.ndarray, boxes: Iterable[Sequence[float]],
                     ignore: Iterable[Sequence[float]], output_image: np.ndarray,
                     grow: float = 2.0) -> float:
@@ -264,16 +284,7 @@ def blacked_outside(image: np.ndarray, boxes: Iterable[Sequence[float]],
     ``grow`` times about their centre) that are black in the output: over-masking, which
     the leak rule alone would reward."""
     h, w = image.shape[:2]
-    out = fit_output(output_image, w, h)
-    away = np.ones((h, w), bool)
-    for b in [*boxes, *ignore]:
-        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
-        hw, hh = (b[2] - b[0]) * grow / 2, (b[3] - b[1]) * grow / 2
-        away[max(0, int(cy - hh)):max(0, math.ceil(cy + hh)),
-             max(0, int(cx - hw)):max(0, math.ceil(cx + hw))] = False
-    lit = (image.max(axis=2) >= LIT) & away
-    n = int(lit.sum())
-    return float(((out.max(axis=2) < BLACK) & lit).sum()) / n if n else 0.0
+    return blacked_share(lit_away(image, boxes, ignore, grow), fit_output(output_image, w, h))
 
 
 @dataclass(slots=True)
@@ -538,27 +549,32 @@ class ClipTruth:
     lit: list[np.ndarray]
     unlit: int = 0  # face-frames inside the frame whose core had no lit pixel
 
-    def score(self, frames: Iterable[np.ndarray], inputs: Iterable[np.ndarray] | None = None,
-              ignore: np.ndarray | None = None) -> Tally:
+    def away_masks(self, clip: Path, ignore: np.ndarray) -> list[np.ndarray]:
+        """``lit_away`` of every frame of ``clip`` (this truth's), with this truth's boxes
+        and ``ignore`` (frames, M, 4): computed once, shared by every tool's score."""
+        return [lit_away(image, self.boxes[i], ignore[i])
+                for i, image in zip(range(self.spec.n_frames), decode_frames(clip),
+                                    strict=False)]
+
+    def score(self, frames: Iterable[np.ndarray],
+              away: Sequence[np.ndarray] | None = None) -> Tally:
         """Tally of one output video's frames against this truth (an output of another size
         is scaled to the clip's; frames past the clip are ignored, missing ones counted).
 
-        With ``inputs`` (the clip's own frames) each frame's over-masking is counted too:
-        the blacked-away share with this truth's boxes and ``ignore`` (frames, M, 4)."""
+        With ``away`` (``away_masks``: one mask per clip frame) each frame's over-masking is
+        counted too."""
         tally = Tally(unlit=self.unlit)
         by_frame: dict[int, list[int]] = {}
         for k, row in enumerate(self.cores):
             by_frame.setdefault(int(row[0]), []).append(k)
         n = 0
         it = iter(frames)
-        src = iter(inputs) if inputs is not None else None
         try:
             for i, out in zip(range(self.spec.n_frames), it, strict=False):
                 n += 1
                 out = fit_output(out, self.spec.width, self.spec.height)
-                if src is not None and (image := next(src, None)) is not None:
-                    away = [] if ignore is None else ignore[i]
-                    tally.add_frame(blacked_outside(image, self.boxes[i], away, out))
+                if away is not None and i < len(away):
+                    tally.add_frame(blacked_share(away[i], out))
                 for k in by_frame.get(i, []):
                     _, face, xa, ya, xb, yb = (int(v) for v in self.cores[k])
                     box = self.boxes[i, face]
@@ -566,9 +582,8 @@ class ClipTruth:
                     tally.add(FaceResult(tuple(box), float(box[3] - box[1]), True,
                                          cov < COVER, cov))
         finally:
-            for gen in (it, src):
-                if hasattr(gen, "close"):
-                    gen.close()  # close the decoders early
+            if hasattr(it, "close"):
+                it.close()  # close the decoder early
         tally.missing_frames = self.spec.n_frames - n
         return tally
 
@@ -831,12 +846,12 @@ def run_clips(sets: Sequence[ClipSet], seed: int, tools: Sequence[str],
         per_clip[key] = {}
         for kind, path, truth, photo in clips:
             per_clip[key][path.stem] = {}
-            ignore = clip_ignore(photo, truth.spec)
+            away = truth.away_masks(path, clip_ignore(photo, truth.spec))
             for tool in tools:
                 out = runs[tool].outputs[path]
                 # no output at all: every face-frame counts as leaked
-                t = (truth.score(decode_frames(out), decode_frames(path), ignore)
-                     if out.is_file() else _all_leaked(truth))
+                t = truth.score(decode_frames(out), away) if out.is_file() \
+                    else _all_leaked(truth)
                 leaks[key][kind][tool].merge(t)
                 per_clip[key][path.stem][tool] = t
         print(f"-- {key} scored (load average {os.getloadavg()[0]:.2f})", flush=True)
