@@ -151,13 +151,15 @@ class _Chain:
         self.seek = seek  # whether to re-detect in crops (else: frames' own detections only)
         self.forked = False
 
+    def knows_motion(self, shared: np.ndarray | None) -> bool:
+        """Whether its own motion or the picture's (``shared``) says where it was."""
+        return self.step is not None or shared is not None
+
     def gate(self, gate: float, shared: np.ndarray | None) -> float:
         """How far, in box sizes, from its prediction the face may be found: wider while
         neither its own motion nor the picture's (``shared``) is known. With the picture's,
         the wide search only finds the smear of a neighbour (real sweeps), at a cost."""
-        if self.step is not None or shared is not None:
-            return gate
-        return gate * FIRST_SEARCH
+        return gate if self.knows_motion(shared) else gate * FIRST_SEARCH
 
     def predict(self, shared: np.ndarray | None = None) -> np.ndarray:
         """The box one frame further back: moved by the centre's motion (``shared``, the
@@ -324,7 +326,7 @@ class SecondPass:
             found = self._find_all(live, held, preds, gates)
             for c, pred, box in zip(live, preds, found, strict=True):
                 if box is not None:
-                    known = c.step is not None or back is not None
+                    known = c.knows_motion(back)
                     step = c.step
                     c.found(k, box)
                     self._paint(held, Added(-c.track_id, box, "backtracked", True))
