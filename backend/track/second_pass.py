@@ -14,7 +14,10 @@ positions. A track never takes a box that another track holds in that frame. A t
 again off its hold-over's path may have taken a neighbour's box (blurred crowds in a sweep):
 its hold-over box is masked in that frame too, and when the picture's motion says it jumped,
 it is walked back as if born there. A walk back that finds a box off the motion's path (a
-neighbour's smear, or the face itself moving on its own) masks and follows both.
+neighbour's smear, or the face itself moving on its own) masks and follows both (the
+motion's path a few frames only). A face's own motion is followed past the frames a still
+face would be only when a find backs it or the picture moves alike: one hop in a still
+crowd is most often to a neighbour.
 
 Each added box is a ``Track`` with negative id and ``state`` "backtracked", "interpolated" or
 "held" for ``--boxes``. Memory: at most ``depth`` frames (and never more than ``max_bytes`` of
@@ -44,8 +47,9 @@ CLAIMED_IOU = 0.3
 # forward refinement crop's, because the frames before a face was found are where it was
 # smeared by motion, and a smear shrinks to a face-like blob at a small scale.
 BACKTRACK_FACE_PX = 32.0
-# A face moving this many of its sizes a frame is followed back until its predicted path
-# leaves the frame, however long it went unfound (a still one: for hold_frames frames).
+# A face moving this many of its sizes a frame (its motion trusted) is followed back until
+# its predicted path leaves the frame, however long it went unfound (a still one: for
+# hold_frames frames).
 MOVING = 0.1
 # Share of a face's speed by which its predicted position may be off per frame unfound.
 VELOCITY_DOUBT = 0.2
@@ -57,6 +61,10 @@ DOUBT_SHIFT = 0.5
 # A track found again this many of its box's sizes from where its hold-over box would be
 # now may have taken a neighbour's box: the hold-over box is masked in that frame too.
 REFOUND_SHIFT = 0.5
+# A fork (the motion's path past a doubtful find) is followed this many frames unfound at
+# most, moving or not: in a still crowd doubtful finds are many, and forks walked on until
+# their path left the frame (a third of a 90-frame dimmed street crowd black).
+FORK_MISSES = 4
 # A track detected this many of its sizes away from where the picture's motion (known in
 # every frame since it was last detected) would have taken it may have taken another face:
 # it is also walked back, as if born there.
@@ -150,6 +158,8 @@ class _Chain:
         self.done = False
         self.seek = seek  # whether to re-detect in crops (else: frames' own detections only)
         self.forked = False
+        # a find where its own motion put the face backs that motion
+        self.confirmed = False
 
     def knows_motion(self, shared: np.ndarray | None) -> bool:
         """Whether its own motion or the picture's (``shared``) says where it was."""
@@ -184,14 +194,31 @@ class _Chain:
         self.step = delta if self.step is None else 0.5 * self.step + 0.5 * delta
         self.box, self.anchor, self.anchor_k, self.misses = box, box, k, 0
 
+    def trusted(self, shared: np.ndarray | None) -> bool:
+        """Whether its own motion is known well enough to follow it past ``miss_limit``: a
+        later find where that motion put the face backed it, or it agrees (to within
+        ``DOUBT_SHIFT`` face sizes) with the picture's motion (``shared``). One hop to a
+        detection says little: in a still crowd it is most often a neighbour's."""
+        if self.step is None:
+            return False
+        if self.confirmed:
+            return True
+        return shared is not None and \
+            float(np.hypot(*(self.step - shared))) <= DOUBT_SHIFT * _size(self.anchor)
+
     def missed(self, pred: np.ndarray, growth: float, max_growth: float,
-               miss_limit: int, frame_size: tuple[int, int]) -> np.ndarray | None:
+               miss_limit: int, frame_size: tuple[int, int],
+               shared: np.ndarray | None = None) -> np.ndarray | None:
         """The grown prediction to paint, or None once the walk ends: after ``miss_limit``
-        misses for a face that was still inside the frame, or once the prediction has left
-        the frame for a face that was moving (it came from somewhere, smeared too much to be
-        found) or cut by the frame's edge (too little of it to be found)."""
+        misses for a face that was still inside the frame (``FORK_MISSES`` for a fork), or
+        once the prediction has left the frame for a face that was moving (its motion
+        ``trusted`` against the picture's, ``shared``: it came from somewhere, smeared too
+        much to be found) or cut by the frame's edge (too little of it to be found)."""
         self.misses += 1
-        moving = self.step is not None and \
+        if self.forked and self.misses > FORK_MISSES:
+            self.done = True
+            return None
+        moving = self.trusted(shared) and \
             float(np.hypot(*self.step)) >= MOVING * _size(self.anchor)
         w, h = frame_size
         outside = pred[2] <= 0 or pred[3] <= 0 or pred[0] >= w or pred[1] >= h
@@ -328,10 +355,12 @@ class SecondPass:
                 if box is not None:
                     known = c.knows_motion(back)
                     step = c.step
+                    off = bool(_norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT)
                     c.found(k, box)
+                    c.confirmed = step is not None and not off
                     self._paint(held, Added(-c.track_id, box, "backtracked", True))
                     self.backtracked += 1
-                    if known and _norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT:
+                    if known and off:
                         # found off the motion's path: perhaps a neighbour. Cover both, and
                         # follow both further back (a fork seeks no crops of its own)
                         grown = _grow(pred, self.growth * 2)
@@ -340,7 +369,7 @@ class SecondPass:
                             chains.append(c.fork(k, pred, step))
                     continue
                 grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit,
-                                 held.result.frame.size)
+                                 held.result.frame.size, back)
                 if grown is not None:
                     self._paint(held, Added(-c.track_id, grown, "backtracked", False))
                     self.backtracked += 1

@@ -249,3 +249,43 @@ def test_the_walk_back_also_follows_the_motions_path_past_a_doubtful_find():
     out = _born_after_pan(lb, [], [], [[150, 65, 190, 115]])
     res = out[1][0]
     assert (res.frame.image[105:145, 205:235] == 0).all(), "frame 1's face is exposed"
+
+
+def test_one_hop_in_a_still_picture_is_not_followed_across_the_frame():
+    # the picture is still (two faces agree). One frame before a face's birth the only
+    # candidate is a neighbour 0.6 face sizes to its right (taken, doubtfully); nothing is
+    # found further back. That hop is no motion to follow until its path leaves the frame:
+    # the walk ends after miss_limit frames, as for a still face
+    lb = SecondPass(Masker(SOLID), depth=12, growth_per_frame=0.0, miss_limit=3)
+    frames = [[] for _ in range(11)] + [[[130, 100, 170, 150]]]
+    for i, extra in enumerate(frames):
+        lb.push(_result(i, _panning(i, 0.0)), _dets(*extra) if extra else None)
+    n = len(frames)
+    born = _result(n, [_track([100, 100, 140, 150], tid=1), *_panning(n, 0.0)])
+    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    assert (out[n - 1][0].frame.image[105:145, 135:165] == 0).all(), "the find is exposed"
+    for k in range(6, 10):  # k frames before the birth, where the hop's path would be
+        x = 130 + 30 * (k - 1) + 20
+        assert out[n - k][0].frame.image[125, x].tolist() == [128, 128, 128], k
+
+
+def test_a_fork_is_followed_a_few_frames_only():
+    # the picture pans left 10 px a frame. Walking back, the face is found on the pan's path
+    # twice, then the only candidate lies 0.7 face sizes below it (taken, doubtfully): the
+    # path is forked and masked a few frames further back (FORK_MISSES), not until it
+    # leaves the frame
+    from backend.track.second_pass import FORK_MISSES
+
+    lb = SecondPass(Masker(SOLID), depth=14, growth_per_frame=0.0, miss_limit=8)
+    extras = [[] for _ in range(11)] + [[[130, 135, 170, 185]], [[120, 100, 160, 150]],
+                                        [[110, 100, 150, 150]]]
+    for i, extra in enumerate(extras):
+        faces = _panning(i, -10.0)
+        lb.push(_result(i, faces), _dets(*(t.box.tolist() for t in faces), *extra))
+    n = len(extras)
+    born = _result(n, [_track([100, 100, 140, 150], tid=1), *_panning(n, -10.0)])
+    out = lb.push(born, _dets([100, 100, 140, 150], score=0.9)) + lb.flush()
+    for k in range(4, 14):  # k frames before the birth: the fork's path
+        x = 100 + 10 * k + 20
+        masked = out[n - k][0].frame.image[125, x].tolist() == [0, 0, 0]
+        assert masked == (k < 3 + FORK_MISSES), k
