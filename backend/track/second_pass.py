@@ -196,9 +196,9 @@ class _Chain:
 
     def trusted(self, shared: np.ndarray | None) -> bool:
         """Whether its own motion is known well enough to follow it past ``miss_limit``: a
-        later find where that motion put the face backed it, or it agrees (to within
-        ``DOUBT_SHIFT`` face sizes) with the picture's motion (``shared``). One hop to a
-        detection says little: in a still crowd it is most often a neighbour's."""
+        find further back, where that motion put the face, backed it, or it agrees (to
+        within ``DOUBT_SHIFT`` face sizes) with the picture's motion (``shared``). One hop
+        to a detection says little: in a still crowd it is most often a neighbour's."""
         if self.step is None:
             return False
         if self.confirmed:
