@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.detect.schedule import Region, quantized_scale
-from backend.track.tracker import moved_box, shared_motion
+from backend.track.tracker import moved_box, overlaps_frame, shared_motion
 from backend.types import Detections, Track
 
 log = logging.getLogger("ptim.track")
@@ -221,7 +221,7 @@ class _Chain:
         moving = self.trusted(shared) and \
             float(np.hypot(*self.step)) >= MOVING * _size(self.anchor)
         w, h = frame_size
-        outside = pred[2] <= 0 or pred[3] <= 0 or pred[0] >= w or pred[1] >= h
+        outside = not overlaps_frame(pred, w, h)
         # a face cut by the frame's edge is hard to find: it may be there all along
         at_edge = pred[0] < 0 or pred[1] < 0 or pred[2] > w or pred[3] > h
         if outside or (not moving and not at_edge and self.misses > miss_limit):

@@ -151,6 +151,11 @@ def moved_box(box: np.ndarray, step: np.ndarray) -> np.ndarray:
     return box + np.concatenate([step, step])
 
 
+def overlaps_frame(box: np.ndarray, width: float, height: float) -> bool:
+    """Whether xyxy ``box`` (4,) has any part inside a ``width`` x ``height`` frame."""
+    return bool(box[2] > 0 and box[3] > 0 and box[0] < width and box[1] < height)
+
+
 def _centre_velocity(v: np.ndarray) -> tuple[float, float]:
     """The per-frame motion of a box's centre, from the box's velocity (4,)."""
     return (v[0] + v[2]) / 2, (v[1] + v[3]) / 2
@@ -173,11 +178,8 @@ def _gone(state: _State, width: float, height: float) -> bool:
     """Whether a held track's face has left the frame: its last shown box, moved by its own
     velocity and by the picture's motion (``drift``), lies wholly outside the frame both
     ways."""
-    for step in (state.own_drift(), state.drift):
-        b = moved_box(state.shown, step)
-        if b[2] > 0 and b[0] < width and b[3] > 0 and b[1] < height:
-            return False
-    return True
+    return not any(overlaps_frame(moved_box(state.shown, step), width, height)
+                   for step in (state.own_drift(), state.drift))
 
 
 def _grown_box(state: _State, growth: float, shared: bool = False) -> np.ndarray:
