@@ -78,7 +78,7 @@ class DetectorSettings(_Section):
         "every tracked face. Smaller protects smaller faces and costs more.",
     )
     fine_period: int = Field(
-        12, ge=1, le=60, title="Fine pass period (frames)",
+        16, ge=1, le=60, title="Fine pass period (frames)",
         description="Video: the fine pass covers the frame once every this many frames, "
         "one tile a frame (a new small face is first seen within this many frames; files "
         "then mask the frames before it). Higher is faster.",

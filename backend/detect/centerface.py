@@ -37,6 +37,10 @@ _ALIGN = 32  # the network downsamples 5 times
 _MAX_BATCH = 32  # crops per network call
 # input pixels per network call: bounds the batch tensor (about 5 MB) whatever the crops
 _BATCH_PIXELS = 640 * 640
+# what one network call costs beyond its pixels, in input pixels (onnxruntime's and this
+# module's per-call work, measured on CPU: ~0.15 ms a call, ~0.1 ms a 1000 px): padding a
+# crop into a larger batch pays only while it adds fewer pixels than that
+_CALL_PIXELS = 8192
 _MAX_CANDIDATES = 2000  # bounds NMS cost when a very low threshold lights up the heatmap
 # Source channel for each network input channel (R, G, B), by number of image channels.
 _RGB_FROM = {1: (0, 0, 0), 3: (2, 1, 0), 4: (2, 1, 0)}
@@ -157,19 +161,25 @@ class _Crop:
     refine: bool = False
 
 
-def batch_groups(crops: Sequence[_Crop], max_batch: int = 32,
-                 slack: float = 1.5) -> list[tuple[tuple[int, int], list[_Crop]]]:
+def batch_groups(crops: Sequence[_Crop], max_batch: int = 32, slack: float = 1.5,
+                 call_pixels: int = _CALL_PIXELS
+                 ) -> list[tuple[tuple[int, int], list[_Crop]]]:
     """Crops grouped into batches of one padded input shape (W, H), each at most
-    ``max_batch`` long: a crop joins a larger shape when that costs at most ``slack`` times
-    its own padded pixels (zero padding, as the multiple-of-32 pad already is)."""
+    ``max_batch`` long. The crops of one shape join a larger shape when the zero padding
+    that adds, over all of them, costs no more than the network call it saves
+    (``call_pixels``) and each at most ``slack`` times its own padded pixels: on CPU a
+    call's cost is its pixels, so padding a frame's coarse pass up to a fine tile's shape
+    would cost more than the separate call (which can also run on another lane)."""
     shapes: dict[tuple[int, int], list[_Crop]] = {}
     for c in crops:
         shapes.setdefault((-(-c.sw // _ALIGN) * _ALIGN, -(-c.sh // _ALIGN) * _ALIGN),
                           []).append(c)
     # largest first: a shape moves into the smallest larger one that stays (already final)
     for s in sorted(shapes, key=lambda s: s[0] * s[1], reverse=True):
+        own = s[0] * s[1]
         fits = [t for t in shapes if t != s and t[0] >= s[0] and t[1] >= s[1]
-                and t[0] * t[1] <= slack * s[0] * s[1]]
+                and t[0] * t[1] <= slack * own
+                and len(shapes[s]) * (t[0] * t[1] - own) <= call_pixels]
         if fits:
             shapes[min(fits, key=lambda t: t[0] * t[1])].extend(shapes.pop(s))
     out: list[tuple[tuple[int, int], list[_Crop]]] = []

@@ -125,17 +125,17 @@ def overlap_for(coarse_scale: float, fine_scale: float) -> int:
 
 def tiles_for_period(width: int, height: int, scale: float, period: int,
                      overlap: int) -> list[Region]:
-    """About ``period`` overlapping tiles (a grid shaped like the frame) that cover it."""
+    """At most ``period`` overlapping tiles (a grid) that cover the frame at the fewest
+    network input pixels a frame (all tiles' padded pixels over their count)."""
     period = max(1, int(period))
     best: tuple[float, int, int] | None = None
-    aspect = width / height
     for cols in range(1, period + 1):
-        for rows in range(1, period + 1):
+        for rows in range(1, period // cols + 1):
             n = cols * rows
-            if n > period or n < max(1, period - 2):
+            if n < max(1, period - 2):
                 continue
-            # prefer the count asked for, then square tiles (the least overlap and padding)
-            cost = (period - n) * 0.3 + abs(math.log(aspect * rows / cols))
+            tiles = _grid(width, height, cols, rows, overlap, scale, "fine")
+            cost = sum(t.input_pixels for t in tiles) / n
             if best is None or cost < best[0]:
                 best = (cost, cols, rows)
     assert best is not None

@@ -7,7 +7,11 @@ the frame's edge, or small enough that only a fine tile that came round later se
 before they are written. When a track is born it walks back through the window and, in each
 earlier frame, looks for the face where its motion says it was: first among that frame's own
 detections, then by re-detecting in a crop around the prediction (a detection at the crop's
-scale, not just a grown box). A frame where neither finds it gets the prediction grown, up to
+scale, not just a grown box). Until a find backs a face's own motion, the picture's motion
+(a pan or sweep: the faces tracked in both frames moved alike) predicts it: one hop to a
+smeared detection is a poor guess of a fast face's speed. A box found for a moving face is
+stretched along its motion (a frame's smear spans it; the detection boxes its middle). A
+frame where neither finds it gets the prediction grown, up to
 ``miss_limit`` frames in a row (as hold-over does forward). When a track is found again after
 frames of hold-over, the held frames also get the box interpolated between the two known
 positions. A track never takes a box that another track holds in that frame. A track found
@@ -108,6 +112,15 @@ def _grow(box: np.ndarray, frac: float) -> np.ndarray:
                      box[2] + w * frac / 2, box[3] + h * frac / 2], np.float64)
 
 
+def _smeared(box: np.ndarray, step: np.ndarray | None) -> np.ndarray:
+    """``box`` stretched along a frame's motion ``step`` (half of it each way): a face moving
+    that fast is smeared over the whole motion, and a detection boxes its middle only."""
+    if step is None:
+        return box
+    half = np.abs(np.asarray(step, np.float64)) / 2
+    return np.concatenate([box[:2] - half, box[2:] + half])
+
+
 def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of every row of ``a`` (n, 4) with every row of ``b`` (m, 4)."""
     w = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
@@ -160,6 +173,8 @@ class _Chain:
         self.forked = False
         # a find where its own motion put the face backs that motion
         self.confirmed = False
+        # a find off the path its motion predicted: its own motion says where it went since
+        self.doubted = False
 
     def knows_motion(self, shared: np.ndarray | None) -> bool:
         """Whether its own motion or the picture's (``shared``) says where it was."""
@@ -173,9 +188,13 @@ class _Chain:
 
     def predict(self, shared: np.ndarray | None = None) -> np.ndarray:
         """The box one frame further back: moved by the centre's motion (``shared``, the
-        picture's, while its own is not known), size kept (a face's size barely changes in
+        picture's, until a find backed its own), size kept (a face's size barely changes in
         a frame; extrapolating it can turn a box inside out)."""
-        step = self.step if self.step is not None else shared
+        # one hop says less than the whole picture's motion (a sweep or pan) does: its own
+        # motion leads only once a find where it put the face has backed it, or once it
+        # was found off the picture's path (it moves on its own, or took a neighbour)
+        own = self.step is not None and (self.confirmed or self.doubted)
+        step = self.step if own or shared is None else shared
         if step is None:
             return self.box.copy()
         return moved_box(self.box, step)
@@ -358,7 +377,9 @@ class SecondPass:
                     off = bool(_norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT)
                     c.found(k, box)
                     c.confirmed = step is not None and not off
-                    self._paint(held, Added(-c.track_id, box, "backtracked", True))
+                    c.doubted = c.doubted or (known and off)
+                    self._paint(held, Added(-c.track_id, _smeared(box, c.step),
+                                            "backtracked", True))
                     self.backtracked += 1
                     if known and off:
                         # found off the motion's path: perhaps a neighbour. Cover both, and

@@ -287,7 +287,7 @@ def test_panel_schedule_controls(qtbot, panel: ControlPanel) -> None:
     assert isinstance(face, QDoubleSpinBox)
     assert face.value() == 12 and face.singleStep() == 1 and face.decimals() == 0
     period = panel.control("detector.fine_period")
-    assert isinstance(period, QSpinBox) and period.value() == 12
+    assert isinstance(period, QSpinBox) and period.value() == 16
     quality = panel.control("quality.model_quality")
     assert [quality.itemText(i) for i in range(quality.count())] == [
         "auto", "fast", "balanced", "accurate"]

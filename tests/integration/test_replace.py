@@ -70,7 +70,8 @@ def test_dfm_replaces_every_detected_face_labels_and_tags(tmp_path, clip, models
             w, h = x1 - x0, y1 - y0
             far[max(int(y0 - h), 0):int(y1 + h), max(int(x0 - w), 0):int(x1 + w)] = False
         far[-60:, :200] = False  # the label
-        assert np.abs(a - b)[far].mean() < 3  # the rest of the frame: unchanged (codec noise)
+        # the rest of the frame (none when a held box's margins span it): unchanged
+        assert not far.any() or np.abs(a - b)[far].mean() < 3  # (codec noise)
         for t in faces:
             rows, cols = _central(t["box"])
             # the model's face (the inverse), not the real one: nearer the inverse than the

@@ -368,6 +368,23 @@ def test_batch_groups_cover_every_crop_once_within_shape_and_memory() -> None:
     assert len(batch_groups(crops[:5], max_batch=1)) == 5  # a fixed batch of one
 
 
+def test_batch_groups_pad_a_crop_only_when_that_saves_more_than_it_costs() -> None:
+    """A call costs its pixels: the whole-frame pass is not padded up to a fine tile's
+    shape (23k padded pixels for one call saved), small crops still share a call."""
+    from backend.detect.centerface import _Crop, batch_groups
+
+    coarse, tile = _Crop(0, 0, 1280, 720, 448, 252), _Crop(0, 0, 360, 216, 480, 288)
+    groups = batch_groups([coarse, tile])
+    assert sorted(shape for shape, _ in groups) == [(448, 256), (480, 288)]
+    small = [_Crop(0, 0, 30, 30, 60, 60), _Crop(0, 0, 30, 30, 60, 60),
+             _Crop(0, 0, 30, 50, 60, 90)]
+    groups = batch_groups(small)
+    assert [(shape, len(g)) for shape, g in groups] == [((64, 96), 3)]
+    # more of them would add more padding than a call costs: they keep their own call
+    groups = batch_groups(small[:2] * 3 + small[2:])
+    assert sorted((shape, len(g)) for shape, g in groups) == [((64, 64), 6), ((64, 96), 1)]
+
+
 def test_regions_in_one_batch_find_what_they_find_one_by_one(astronaut, monkeypatch) -> None:
     """Crops of a crowd run as one batch give the same boxes as one call per crop."""
     import backend.detect.centerface as cf

@@ -261,7 +261,7 @@ def test_two_workers_detect_two_frames_at_once_with_the_regions_one_worker_gives
     from tests.faces import astronaut_face, background, paste
 
     frames = []
-    for i in range(14):
+    for i in range(20):  # more than a fine period: every face is found, then refined
         img = background(1280, 720, seed=2)
         for k, px in enumerate((16, 22, 30, 70)):
             paste(img, astronaut_face(px), 100 + 250 * k + 9 * i, 200 + 60 * k - 5 * i)
@@ -291,6 +291,7 @@ def test_two_workers_detect_two_frames_at_once_with_the_regions_one_worker_gives
     gated = _Overlap(det)
     two = run(2, gated)
     assert gated.overlapped
-    assert sum(len(b) for b in one) >= 3 * len(frames)
+    counts = [len(b) for b in one]  # the small faces come and go with their crops
+    assert sum(counts) >= 2.5 * len(frames) and max(counts) >= 4, counts
     for a, b in zip(one, two, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4)

@@ -41,7 +41,10 @@ def test_new_track_masks_the_weak_chain_before_it():
     for i, (res, added) in enumerate(out[:4]):
         x = 20 + 40 * i
         assert (res.frame.image[60:90, x + 5:x + 35] == 0).all(), f"frame {i} not masked"
-        assert added and added[0].box[0] == pytest.approx(x)
+        assert added, f"frame {i} got no box"
+        # the box found, stretched over the 40 px the face moved in that frame (its smear)
+        assert added[0].box[0] == pytest.approx(x - 20)
+        assert added[0].box[2] == pytest.approx(x + 60)
     assert lb.backtracked == 4
 
 
@@ -92,7 +95,8 @@ def test_tracks_born_together_never_take_one_box():
     born = _result(1, [_track([70, 50, 110, 100], tid=2), _track([24, 50, 64, 100], tid=1)])
     out = lb.push(born, _dets([24, 50, 64, 100], [70, 50, 110, 100], score=0.9)) + lb.flush()
     added = {-a.track_id: a for a in out[0][1]}
-    assert added[1].found and added[1].box[0] == pytest.approx(20)
+    # the left face's box, stretched by the 4 px it moved (its smear)
+    assert added[1].found and added[1].box[[0, 2]] == pytest.approx([18, 62])
     assert not added[2].found and added[2].box[0] >= 65  # its own place, not the left face
 
 
