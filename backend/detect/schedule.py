@@ -128,7 +128,7 @@ def tiles_for_period(width: int, height: int, scale: float, period: int,
     """At most ``period`` overlapping tiles (a grid) that cover the frame at the fewest
     network input pixels a frame (all tiles' padded pixels over their count)."""
     period = max(1, int(period))
-    best: tuple[float, int, int] | None = None
+    best: tuple[float, list[Region]] | None = None
     for cols in range(1, period + 1):
         for rows in range(1, period // cols + 1):
             n = cols * rows
@@ -137,10 +137,9 @@ def tiles_for_period(width: int, height: int, scale: float, period: int,
             tiles = _grid(width, height, cols, rows, overlap, scale, "fine")
             cost = sum(t.input_pixels for t in tiles) / n
             if best is None or cost < best[0]:
-                best = (cost, cols, rows)
+                best = (cost, tiles)
     assert best is not None
-    _, cols, rows = best
-    return _grid(width, height, cols, rows, overlap, scale, "fine")
+    return best[1]
 
 
 def edge_bands(width: int, height: int, scale: float, depth: int) -> tuple[Region, ...]:

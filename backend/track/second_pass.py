@@ -372,16 +372,16 @@ class SecondPass:
             found = self._find_all(live, held, preds, gates)
             for c, pred, box in zip(live, preds, found, strict=True):
                 if box is not None:
-                    known = c.knows_motion(back)
                     step = c.step
                     off = bool(_norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT)
+                    doubtful = off and c.knows_motion(back)
                     c.found(k, box)
                     c.confirmed = step is not None and not off
-                    c.doubted = c.doubted or (known and off)
+                    c.doubted = c.doubted or doubtful
                     self._paint(held, Added(-c.track_id, _smeared(box, c.step),
                                             "backtracked", True))
                     self.backtracked += 1
-                    if known and off:
+                    if doubtful:
                         # found off the motion's path: perhaps a neighbour. Cover both, and
                         # follow both further back (a fork seeks no crops of its own)
                         grown = _grow(pred, self.growth * 2)
