@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--min-face", type=float, metavar="PX",
                       help="smallest face to mask, in source pixels (default 12)")
     proc.add_argument("--fine-period", type=int, metavar="N",
-                      help="frames over which the fine pass covers the frame (default 12)")
+                      help="frames over which the fine pass covers the frame (default 16)")
     proc.add_argument("--keep-audio", action="store_true", default=None,
                       help="copy the input's audio track")
     proc.add_argument("--boxes", metavar="FILE.jsonl",

@@ -520,12 +520,15 @@ class BatchRunner:
                         continue
                 return False
 
+            at_end = threading.Event()  # the reader reached the file's end (not a window's)
+
             def reader() -> None:
                 read = 0
                 try:
                     while not stop.is_set():
                         frame = _read(src, job, read)
                         if frame is None:
+                            at_end.set()
                             break
                         read += 1
                         if window is not None:
@@ -580,6 +583,7 @@ class BatchRunner:
             if window is not None and runner.schedule is not None:
                 runner.schedule.reset(window.lead_index)  # the tiles of a whole-file run
             logged = False
+            last_size: tuple[int, int] | None = None
             while True:
                 self._check()
                 while not ended and len(in_flight) < _IN_FLIGHT:
@@ -609,6 +613,7 @@ class BatchRunner:
                     continue
                 frame, fut = in_flight.popleft()
                 h, w = frame.image.shape[:2]
+                last_size = (w, h)
                 started = time.perf_counter()  # the call ahead of it has finished: it runs now
                 outcome = runner.result(fut, w, h, started, check=self._check)
                 self.metrics.add_stage("detect", outcome.seconds)
@@ -626,6 +631,12 @@ class BatchRunner:
                 progress.update(stats.frames)
                 if self._poll is not None:
                     self._poll()  # report the job before this one as soon as it is written
+            if not stop.is_set() and at_end.is_set() and runner.schedule is not None \
+                    and last_size is not None:
+                # the last frame has no later one to find a face entering it: its edges
+                # are seen at the fine scale, as the first frame's are
+                second.finish(runner.schedule.plan(*last_size).edges,
+                              pipe.tracker.start_threshold)
             if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q, window):
                 put(out_q, _STOP)
             stats.masked_instead = COUNTS.snapshot()[1] - fell_back0

@@ -342,7 +342,8 @@ class SchedulePlan:
                     f"{tw}x{th}, one per frame (a new small face is seen within "
                     f"{self.period} frame(s))")
             if self.edges:
-                fine += "; the first frame's edges at the fine scale too"
+                fine += ("; the first frame's edges at the fine scale too (and a file's last "
+                         "frame's)")
         refine = "refinement crops around every track" if self.refine else "no refinement"
         return (f"{self.width}x{self.height}: faces from {self.protected_px:.0f} px "
                 f"(min_face_px {self.min_face_px:g}; CenterFace finds faces from "

@@ -132,6 +132,14 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def _inside(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Share of ``box`` (4,) that lies inside each row of ``others`` (m, 4)."""
+    w = np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0])
+    h = np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1])
+    area = max(float((box[2] - box[0]) * (box[3] - box[1])), 1e-9)
+    return np.clip(w, 0, None) * np.clip(h, 0, None) / area
+
+
 def _sizes(a: np.ndarray) -> np.ndarray:
     return np.maximum(np.maximum(a[:, 2] - a[:, 0], a[:, 3] - a[:, 1]), 1.0)
 
@@ -334,6 +342,61 @@ class SecondPass:
             return None
         prev, now = (np.asarray(x, np.float64).reshape(-1, 4) for x in zip(*pairs, strict=True))
         return shared_motion(prev, now)
+
+    def finish(self, regions: Sequence[Region],
+               start_threshold: Callable[[np.ndarray, int, int], float]) -> int:
+        """At a file's end: seek faces in ``regions`` of the last frame and walk back each
+        one that no track holds there, as a track born in that frame. Returns how many.
+
+        The last frames have no later one in which a face entering them (from the frame's
+        edge, in a pan) is found by its fine tile and walked back from; the first frame's
+        edges are seen at the fine scale for the same reason. A found box needs
+        ``start_threshold(box, width, height)`` (the tracker's rule for starting a track).
+        """
+        if not regions or self.detect_crops is None or not self._held:
+            return 0
+        last = self._held[-1]
+        if last.original is None or last.result.fail_closed:
+            return 0
+        try:
+            dets = self.detect_crops(last.original, regions)
+        except Exception as exc:  # noqa: BLE001 - the frame was detected as usual already
+            log.debug("second pass: end-of-file detection failed: %s", exc)
+            return 0
+        h, w = last.original.shape[:2]
+        boxes = dets.xyxy.astype(np.float64).reshape(-1, 4)
+        claimed = [np.asarray(t.box, np.float64) for t in last.result.tracks]
+        claimed += [a.box for a in last.added]
+        claimed_arr = np.asarray(claimed, np.float64).reshape(-1, 4)
+        taken = list(claimed_arr)
+        ids = [abs(int(t.track_id)) for fr in self._held for t in fr.result.tracks]
+        next_id = max([*ids, *self._seen, 0]) + 1
+        births: list[Track] = []
+        for i in np.argsort(-dets.confidence, kind="stable"):
+            box, score = boxes[i], float(dets.confidence[i])
+            if not np.isfinite(box).all() or score < start_threshold(box, w, h):
+                continue
+            held = np.asarray(taken, np.float64).reshape(-1, 4)
+            if len(held) and (_iou_matrix(box[None], held).max() >= CLAIMED_IOU
+                              or _inside(box, held).max() >= 0.5):
+                continue  # a face a track (or a box painted there) already covers
+            track = Track(track_id=next_id, box=box.astype(np.float32),
+                          velocity=np.zeros(4, np.float32), score=score)
+            next_id += 1
+            births.append(track)
+            taken.append(box)
+        if not births:
+            return 0
+        for t in births:
+            self._paint(last, Added(-t.track_id, np.asarray(t.box, np.float64), "detected",
+                                    True))
+        newest = self._held.pop()  # walk back from the frame before, as for a birth there
+        try:
+            self._backtrack(births, newest.motion)
+        finally:
+            self._held.append(newest)
+        log.debug("second pass: %d face(s) found at the file's end, walked back", len(births))
+        return len(births)
 
     def flush(self) -> list[tuple[object, list[Added]]]:
         """Every frame still held, oldest first."""

@@ -371,7 +371,7 @@ class Tracker:
                 # weak detections may only continue a track (a blurred face keeps its
                 # mask); starting one takes a confident detection, so noise stays unmasked
                 if di not in matched_dets and \
-                        dets.confidence[di] >= self._start_threshold(boxes[di], width, height):
+                        dets.confidence[di] >= self.start_threshold(boxes[di], width, height):
                     kept.append(self._new_state(boxes[di], float(dets.confidence[di]),
                                                 int(dets.origin[di]), dets.landmarks[di]))
             kept.sort(key=lambda s: s.track_id)
@@ -379,7 +379,7 @@ class Tracker:
             return [s.snapshot() for s in self._states]
 
     # -- internals ----------------------------------------------------------------------
-    def _start_threshold(self, box: np.ndarray, width: int, height: int) -> float:
+    def start_threshold(self, box: np.ndarray, width: int, height: int) -> float:
         """Score a detection needs to start a track: ``new_track_threshold``, less for a
         box that reaches past the frame's edge (``edge_start_share`` of it)."""
         if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:

@@ -43,3 +43,20 @@ def test_unknown_flag_is_usage_error_one_line():
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert "--bogus" in out.stderr
+
+
+def test_process_help_states_the_schemas_defaults():
+    """The help's defaults are written out (the CLI imports no config at start-up): they
+    must be the schema's, or a user is told a default that does not run."""
+    import re
+
+    from config.schema import DetectorSettings
+
+    out = subprocess.run([sys.executable, str(ROOT / "main.py"), "process", "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())
+    stated = {flag: float(v) for flag, v in
+              re.findall(r"(--min-face|--fine-period) [A-Z]+ [^\[(]*\(default ([\d.]+)\)", text)}
+    d = DetectorSettings()
+    assert stated == {"--min-face": d.min_face_px, "--fine-period": d.fine_period}

@@ -144,6 +144,37 @@ def test_a_small_face_cut_by_the_top_edge_and_leaving_is_masked_from_frame_0(tmp
     assert any(st in FOUND for _, st in _states(lines[0], frames[0][1][0])), lines[0]
 
 
+def test_a_small_face_entering_through_the_bottom_edge_in_the_last_frames_is_masked(tmp_path):
+    """The mirror of the test above, at a file's end: a 26 px face rises into the frame
+    through the bottom edge over the last frames, too small for the whole-frame pass, where
+    no fine tile comes round before the file ends. The last frame's edges are seen at the
+    fine scale, and the face is walked back from there into the frames before."""
+    from backend.detect.schedule import DetectionSchedule
+    from config.schema import DetectorSettings
+
+    width, height, n = 1280, 720, 8
+    plan = DetectionSchedule(12, period=DetectorSettings().fine_period).plan(width, height)
+    patch = astronaut_face(26, margin=1.0)
+    fx = 700.0
+    # no tile of the first n frames reaches the bottom rows
+    assert all(t.y1 < height - 60 for t in plan.tiles[:n])
+    bg = background(width, height, seed=11)
+
+    def render(i):
+        frame = bg.copy()
+        box = paste(frame, patch, fx, height - 22.0 + 6.0 * (n - 1 - i))
+        return frame, [box if height - box[1] >= 9 else None]
+
+    frames = write_clip(tmp_path / "in.mp4", render, n)
+    assert frames[4][1][0] is None and frames[5][1][0] is not None  # in from frame 5
+    outputs, lines = _process(tmp_path, tmp_path / "in.mp4")
+    assert len(outputs) == n
+    leaks = _leaked(frames, outputs, lambda i, b: b[0])
+    assert not leaks, (leaks, [x["tracks"] for x in lines[-3:]])
+    assert ("detected" in {st for _, st in _states(lines[-1], frames[-1][1][0])}), lines[-1]
+    assert any(st == "backtracked" for _, st in _states(lines[-2], frames[-2][1][0])), lines[-2]
+
+
 # -- 5. motion blur from frame 0 ---------------------------------------------------------
 
 
