@@ -24,9 +24,10 @@ face would be only when a find backs it or the picture moves alike: one hop in a
 crowd is most often to a neighbour.
 
 Each added box is a ``Track`` with negative id and ``state`` "backtracked", "interpolated" or
-"held" for ``--boxes``. Memory: at most ``depth`` frames (and never more than ``max_bytes`` of
-pixels, originals included): detections are kept, not frames; every frame leaves once, in
-order.
+"held" for ``--boxes`` ("detected" for a face that ``finish`` finds in a file's last frame,
+where no later frame can find it). Memory: at most ``depth`` frames (and never more than
+``max_bytes`` of pixels, originals included): detections are kept, not frames; every frame
+leaves once, in order.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ class Added:
 
     track_id: int
     box: np.ndarray
-    state: str  # "backtracked", "interpolated" or "held"
+    state: str  # "backtracked", "interpolated", "held", or "detected" (at a file's end)
     found: bool  # True when a detection backs it, False for a prediction
 
 
