@@ -366,10 +366,9 @@ class SecondPass:
             return 0
         h, w = last.original.shape[:2]
         boxes = dets.xyxy.astype(np.float64).reshape(-1, 4)
-        claimed = [np.asarray(t.box, np.float64) for t in last.result.tracks]
-        claimed += [a.box for a in last.added]
-        claimed_arr = np.asarray(claimed, np.float64).reshape(-1, 4)
-        taken = list(claimed_arr)
+        # boxes that tracks and painted boxes hold there, and the faces found so far
+        taken = [np.asarray(t.box, np.float64) for t in last.result.tracks]
+        taken += [a.box for a in last.added]
         ids = [abs(int(t.track_id)) for fr in self._held for t in fr.result.tracks]
         next_id = max([*ids, *self._seen, 0]) + 1
         births: list[Track] = []
