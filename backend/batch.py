@@ -223,7 +223,7 @@ class _AtomicText:
 _STOP = object()
 # frames submitted for detection ahead of the one being tracked: a fixed number, so the
 # refinement crops each frame gets never depend on timing
-_IN_FLIGHT = 2
+_IN_FLIGHT = 3
 
 
 def _join(thread: threading.Thread, check: Callable[[], None] | None = None) -> None:
@@ -478,9 +478,11 @@ class BatchRunner:
         encodes them. Returns when the last frame is queued for writing: the rest (the
         queued frames, closing the output) runs on in the background when ``background``,
         else before this returns."""
+        import numpy as np
+
         from backend.faults import FaultyWriter, faults_from_env
         from backend.sinks import VideoRecorder, batch_encoder_threads
-        from backend.track import SecondPass
+        from backend.track import SecondPass, chain
 
         check_writable(job.output)
         # a segment's part is video only: the join copies the audio once, uncut
@@ -604,14 +606,25 @@ class BatchRunner:
                         self._log_plan(job, runner, *frame.size)
                     logged = True
                     # refinement crops follow the tracks as they stand now, a frame or two
-                    # before this one (the frames ahead of it are still being detected)
+                    # before this one (the frames ahead of it are still being detected),
+                    # carried along the picture's motion over those frames
+                    tracks = pipe.tracker.tracks
+                    # the faces where they were in the frame before this one (the tracker
+                    # stands at the frame before the ones in flight)
+                    before = chain([m for _, _, m in in_flight])
+                    faces = np.array([t.box for t in tracks], np.float64).reshape(-1, 4)
+                    if before is not None:
+                        faces = before.boxes(faces)
+                    motion = pipe.measure_motion(frame.image, faces)
+                    since = None if before is None or motion is None else before.then(motion)
                     in_flight.append((frame, runner.submit(
-                        frame.image, pipe.tracker.tracks, lead=len(in_flight) + 1)))
+                        frame.image, tracks, lead=len(in_flight) + 1,
+                        motion=since, step=motion), motion))
                 if not in_flight:
                     if ended or stop.is_set():
                         break
                     continue
-                frame, fut = in_flight.popleft()
+                frame, fut, motion = in_flight.popleft()
                 h, w = frame.image.shape[:2]
                 last_size = (w, h)
                 started = time.perf_counter()  # the call ahead of it has finished: it runs now
@@ -623,8 +636,8 @@ class BatchRunner:
                     pipe.tracker.new_track_threshold = (
                         st.continue_threshold if frame.timestamp < window.write_from
                         else self.settings.detector.threshold)
-                res = pipe.process(frame, outcome)
-                done = second.push(res, outcome.detections, frame.image)
+                res = pipe.process(frame, outcome, motion=motion)
+                done = second.push(res, outcome.detections, frame.image, motion)
                 if not self._emit(done, stats, job, put, out_q, window):
                     ended = True
                     break
@@ -634,8 +647,10 @@ class BatchRunner:
             if not stop.is_set() and at_end.is_set() and runner.schedule is not None \
                     and last_size is not None:
                 # the last frame has no later one to find a face entering it: its edges
-                # are seen at the fine scale, as the first frame's are
-                second.finish(runner.schedule.plan(*last_size).edges,
+                # are seen at the fine scale, as the first frame's are, and so is whatever
+                # it shows that the fine pass never examined (a short file, a pan's end)
+                second.finish([*runner.schedule.plan(*last_size).edges,
+                               *runner.schedule.unexamined(*last_size)],
                               pipe.tracker.start_threshold)
             if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q, window):
                 put(out_q, _STOP)

@@ -323,13 +323,16 @@ class ProcessLoop:
             h, w = cap.frame.image.shape[:2]
             self.frame_size = (w, h)
             self._swap_schedule(runner)
+            # refinement crops around the faces tracked up to the previous frame processed,
+            # carried along the picture's motion since (frames dropped between included)
+            motion = self.pipeline.measure_motion(cap.frame.image)
             t = time.perf_counter()
-            # refinement crops around the faces tracked up to the previous frame
-            outcome = runner.detect(cap.frame.image, self.pipeline.tracker.tracks)
+            outcome = runner.detect(cap.frame.image, self.pipeline.tracker.tracks,
+                                    motion=motion)
             seconds = time.perf_counter() - t
             metrics.add_stage("detect", seconds)
             self._govern(runner, seconds, (w, h))
-            result = self.pipeline.process(cap.frame, outcome, cap.captured_at)
+            result = self.pipeline.process(cap.frame, outcome, cap.captured_at, motion)
         result.captured_at = cap.captured_at
         if self.keep_original:
             result.original = cap.frame.image

@@ -27,7 +27,7 @@ import numpy as np
 from backend.errors import STATS, Category, ErrorStats, Strategy, recoverable
 from backend.memory import MemoryPool, PoolExhausted, Priority
 from backend.metrics import Metrics, StageTimer
-from backend.types import Detections, Frame, Track
+from backend.types import CameraMotion, Detections, Frame, Track
 from config.schema import Settings, parse_size
 
 if TYPE_CHECKING:
@@ -155,24 +155,31 @@ class DetectionRunner:
                                             thread_name_prefix="ptim-detect")
 
     def submit(self, image: np.ndarray, tracks: list[Track] | None = None,
-               lead: float = 1.0, still: bool = False) -> Future:
+               lead: float = 1.0, still: bool = False,
+               motion: CameraMotion | None = None,
+               step: CameraMotion | None = None) -> Future:
         """Start detection of ``image`` (which must stay unchanged until the result is read).
 
         With a schedule, ``tracks`` (as they stand ``lead`` frames before this image) get
-        refinement crops, and ``still`` examines every fine tile at once (an image file).
-        Calls start in the order submitted, up to ``workers`` at once.
+        refinement crops, carried along ``motion`` (how the picture moved since those
+        tracks' frame, when known), and ``still`` examines every fine tile at once (an image
+        file). ``step``: how the picture moved since the image submitted before (default
+        ``motion``), for the fine pass's choice of tile. Calls start in the order
+        submitted, up to ``workers`` at once.
         """
-        regions = self._regions(image, tracks, lead, still)
+        regions = self._regions(image, tracks, lead, still, motion,
+                                motion if step is None else step)
         return self._executor.submit(self._timed, image, regions, tracks, lead, still)
 
     def _regions(self, image: np.ndarray, tracks: list[Track] | None, lead: float,
-                 still: bool) -> list[Region] | None:
+                 still: bool, motion: CameraMotion | None = None,
+                 step: CameraMotion | None = None) -> list[Region] | None:
         """The schedule's regions for the next frame (None without a schedule)."""
         if self.schedule is None:
             return None
         h, w = image.shape[:2]
         with self._schedule_lock:
-            return self.schedule.regions(w, h, tracks, lead, still)
+            return self.schedule.regions(w, h, tracks, lead, still, motion, step)
 
     def plan(self, width: int, height: int) -> SchedulePlan | None:
         """The schedule's plan for frames of this size (None without a schedule)."""
@@ -211,7 +218,9 @@ class DetectionRunner:
                     self.schedule.set_period(period)
                 self._errors.record(Category.MEMORY, Strategy.DEGRADE, "detector",
                                     f"{exc2}; fine pass spread over {period} frames")
-                return self._detect_once(image, self._regions(image, tracks, lead, still))
+                # the same frame again: the picture has not moved since
+                return self._detect_once(image, self._regions(
+                    image, tracks, lead, still, step=CameraMotion.identity()))
             long_side = getattr(self.detector, "long_side", None)
             if not long_side or long_side <= 256:
                 raise
@@ -256,11 +265,12 @@ class DetectionRunner:
         return DetectionOutcome(dets[dets.is_valid(width, height)], None, seconds)
 
     def detect(self, image: np.ndarray, tracks: list[Track] | None = None,
-               lead: float = 1.0, still: bool = False) -> DetectionOutcome:
+               lead: float = 1.0, still: bool = False,
+               motion: CameraMotion | None = None) -> DetectionOutcome:
         """Detect synchronously within the limit (deadline, or hang limit when set)."""
         h, w = image.shape[:2]
         started = time.perf_counter()
-        return self.result(self.submit(image, tracks, lead, still), w, h, started)
+        return self.result(self.submit(image, tracks, lead, still, motion), w, h, started)
 
     def close(self) -> None:
         """Stop the worker thread (does not wait for a stalled call)."""
@@ -296,7 +306,7 @@ class Pipeline:
         errors: ErrorStats | None = None,
     ) -> None:
         from backend.mask import Masker
-        from backend.track import Tracker
+        from backend.track import MotionEstimator, Tracker
 
         self.pool = pool or MemoryPool(settings.performance.gpu_memory_pool_size_mb)
         self.errors = errors or STATS
@@ -305,7 +315,23 @@ class Pipeline:
         self.tracker = Tracker(settings.tracker)
         self.tracker.new_track_threshold = settings.detector.threshold
         self.masker = Masker(settings.mask)
+        self.camera = MotionEstimator()
         self._lock = threading.Lock()
+
+    def measure_motion(self, image: np.ndarray,
+                       faces: np.ndarray | None = None) -> CameraMotion | None:
+        """How the picture moved from the image last measured to ``image`` (None when not
+        known: the first frame, a cut, a frame of things moving on their own). ``faces``:
+        where the faces were in the image measured before (default: the tracker's boxes),
+        left out of the measure. Call once per frame that is processed, in order, before
+        ``process``."""
+        if faces is None:
+            faces = np.array([t.box for t in self.tracker.tracks], np.float64).reshape(-1, 4)
+        try:
+            return self.camera.measure(image, faces)
+        except Exception as exc:  # noqa: BLE001 - an unknown motion is the safe answer
+            log.debug("camera motion not measured: %s", exc)
+            return None
 
     def apply_settings(self, settings: Settings) -> None:
         """Use ``settings`` from the next frame on."""
@@ -332,31 +358,34 @@ class Pipeline:
         Category.PROCESSING, Strategy.DEGRADE,
         stats=lambda self, *a, **k: self.errors,
         # a frame whose tracking or masking fails is obscured whole, never passed raw
-        fallback=lambda self, out, outcome, size, error: (
+        fallback=lambda self, out, outcome, size, motion=None, error=None: (
             [], f"frame failed: {type(error).__name__}: {error}"),
     )
     def _track_and_mask(
-        self, out: np.ndarray, outcome: DetectionOutcome | None, size: tuple[int, int]
+        self, out: np.ndarray, outcome: DetectionOutcome | None, size: tuple[int, int],
+        motion: CameraMotion | None = None,
     ) -> tuple[list[Track], str | None]:
         """Advance the tracker and paint masks into ``out``; (tracks, fail reason or None)."""
         fail_reason: str | None = None
         with StageTimer(self.metrics, "track"):
             if outcome is None:
-                tracks = self.tracker.predict(size)
+                tracks = self.tracker.predict(size, motion)
             elif outcome.detections is None:
                 fail_reason = outcome.reason or "detection missing"
-                tracks = self.tracker.predict(size)
+                tracks = self.tracker.predict(size, motion)
             else:
-                tracks = self.tracker.update(outcome.detections, size)
+                tracks = self.tracker.update(outcome.detections, size, motion)
         if fail_reason is None:
             with StageTimer(self.metrics, "mask"):
                 self.masker.apply(out, tracks)
         return tracks, fail_reason
 
     def process(
-        self, frame: Frame, outcome: DetectionOutcome | None, captured_at: float | None = None
+        self, frame: Frame, outcome: DetectionOutcome | None, captured_at: float | None = None,
+        motion: CameraMotion | None = None,
     ) -> FrameResult:
-        """Mask ``frame`` given its detection outcome.
+        """Mask ``frame`` given its detection outcome (and ``motion``, the picture's since
+        the frame processed before, from ``measure_motion``; None when not known).
 
         ``outcome`` None means this frame was not sent to the detector (live mode while
         the detector is busy): the tracker predicts, and only tracks that exist are masked.
@@ -368,7 +397,7 @@ class Pipeline:
         np.copyto(out, image)
         h, w = image.shape[:2]
         with self._lock:
-            tracks, fail_reason = self._track_and_mask(out, outcome, (w, h))
+            tracks, fail_reason = self._track_and_mask(out, outcome, (w, h), motion)
             if fail_reason is not None:
                 with StageTimer(self.metrics, "mask"):
                     self.masker.obscure_frame(out)
@@ -398,3 +427,4 @@ class Pipeline:
         """Forget every track (a new stream, or a seek)."""
         with self._lock:
             self.tracker.reset()
+            self.camera.reset()

@@ -132,3 +132,56 @@ class Track:
     def held_over(self) -> bool:
         """True when the current box is predicted, not detected."""
         return self.frames_since_seen > 0
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CameraMotion:
+    """How the picture moved from one frame to a later one: the point ``p`` of the earlier
+    frame is at ``matrix @ [x, y, 1]`` in the later one (a similarity, 2x3 float64)."""
+
+    matrix: np.ndarray
+
+    @classmethod
+    def identity(cls) -> CameraMotion:
+        """No motion."""
+        return cls(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+
+    @classmethod
+    def shift(cls, dx: float, dy: float) -> CameraMotion:
+        """A pure translation by (dx, dy) pixels."""
+        return cls(np.array([[1.0, 0.0, float(dx)], [0.0, 1.0, float(dy)]]))
+
+    @property
+    def scale(self) -> float:
+        """How much larger things look in the later frame (the zoom)."""
+        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+
+    def points(self, pts: np.ndarray) -> np.ndarray:
+        """Points (..., 2) of the earlier frame, where they are in the later one."""
+        p = np.asarray(pts, np.float64)
+        return p @ self.matrix[:, :2].T + self.matrix[:, 2]
+
+    def boxes(self, boxes: np.ndarray) -> np.ndarray:
+        """xyxy boxes (..., 4) carried along: centre moved, sides scaled by the zoom (a
+        face's box stays upright whatever the roll)."""
+        b = np.asarray(boxes, np.float64)
+        centre = self.points((b[..., :2] + b[..., 2:]) / 2)
+        half = (b[..., 2:] - b[..., :2]) / 2 * self.scale
+        return np.concatenate([centre - half, centre + half], axis=-1)
+
+    def moves(self, box: np.ndarray) -> np.ndarray:
+        """How far the centre of ``box`` (4,) moves, (dx, dy)."""
+        b = np.asarray(box, np.float64)
+        centre = (b[:2] + b[2:]) / 2
+        return self.points(centre) - centre
+
+    def then(self, later: CameraMotion) -> CameraMotion:
+        """This motion followed by ``later``'s."""
+        a = np.vstack([self.matrix, [0.0, 0.0, 1.0]])
+        b = np.vstack([later.matrix, [0.0, 0.0, 1.0]])
+        return CameraMotion((b @ a)[:2])
+
+    def inverse(self) -> CameraMotion:
+        """The motion from the later frame back to the earlier one."""
+        a = np.vstack([self.matrix, [0.0, 0.0, 1.0]])
+        return CameraMotion(np.linalg.inv(a)[:2])

@@ -154,6 +154,73 @@ def load_photos(faces_dir: Path, stems: Sequence[str] | None = None) -> list[Pho
     return photos
 
 
+# -- mosaics: crowds of small faces -------------------------------------------------------
+# The photos' faces fill 2.6% or more of a photo's width, so clips made from them (a crop of
+# 50-70% of the photo scaled to the clip) show no face under 16 px. Footage of a school
+# photo or a stadium does. A mosaic lays the crowd photos, shrunk, side by side in one large
+# picture: real faces at 10-35 px that stay that small in its clips.
+MOSAIC_STEMS = ("ulfd_27", "ulfd_1", "ulfd_8", "deface_city", "ulfd_11")
+MOSAIC_CELLS = {"mosaic_600": (600, 4, 3), "mosaic_440": (440, 5, 3)}  # cell px, cols, rows
+MOSAIC_FILL = 110  # grey between the cells: no face, no edge the detector could take for one
+
+
+def make_mosaic(photos: Sequence[Photo], name: str, cell: int, cols: int, rows: int,
+                folder: Path) -> Photo:
+    """A ``cols`` x ``rows`` mosaic of ``photos`` (cycled; every second round mirrored), each
+    shrunk to at most ``cell`` px wide (never enlarged: an upscaled face is no small face),
+    boxes and ignore boxes mapped with it. Written to ``folder/<name>.png`` (lossless) so the
+    tools read the pixels that are scored."""
+    import hashlib
+
+    import cv2
+
+    cells = []
+    for k in range(cols * rows):
+        p = photos[k % len(photos)]
+        mirrored = (k // len(photos)) % 2 == 1
+        s = min(1.0, cell / p.image.shape[1])
+        img = cv2.resize(p.image, (round(p.image.shape[1] * s), round(p.image.shape[0] * s)),
+                         interpolation=cv2.INTER_AREA) if s < 1.0 else p.image.copy()
+        boxes, ignore = p.boxes * s, p.ignore * s
+        if mirrored:
+            img = img[:, ::-1].copy()
+            w = img.shape[1]
+            boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], 1)
+            ignore = np.stack([w - ignore[:, 2], ignore[:, 1], w - ignore[:, 0], ignore[:, 3]],
+                              1) if len(ignore) else ignore
+        cells.append((img, boxes, ignore))
+    row_h = [max(c[0].shape[0] for c in cells[r * cols:(r + 1) * cols]) for r in range(rows)]
+    canvas = np.full((sum(row_h), cols * cell, 3), MOSAIC_FILL, np.uint8)
+    all_boxes, all_ignore = [], []
+    for k, (img, boxes, ignore) in enumerate(cells):
+        r, c = divmod(k, cols)
+        h, w = img.shape[:2]
+        x0 = c * cell + (cell - w) // 2
+        y0 = sum(row_h[:r]) + (row_h[r] - h) // 2
+        canvas[y0:y0 + h, x0:x0 + w] = img
+        off = np.array([x0, y0, x0, y0], float)
+        all_boxes.append(boxes + off)
+        if len(ignore):
+            all_ignore.append(ignore + off)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    cv2.imwrite(str(path), canvas)
+    return Photo(name, path, canvas, np.concatenate(all_boxes).reshape(-1, 4),
+                 np.concatenate(all_ignore).reshape(-1, 4) if all_ignore else np.zeros((0, 4)),
+                 hashlib.sha256(canvas.tobytes()).hexdigest())
+
+
+def load_mosaics(faces_dir: Path, names: Sequence[str]) -> list[Photo]:
+    """The named mosaics (``MOSAIC_CELLS``), built from ``MOSAIC_STEMS`` of ``faces_dir``."""
+    unknown = set(names) - set(MOSAIC_CELLS)
+    if unknown:
+        raise ValueError(f"unknown mosaic {', '.join(sorted(unknown))}; choose from "
+                         f"{', '.join(MOSAIC_CELLS)}")
+    crowd = load_photos(faces_dir, MOSAIC_STEMS)
+    crowd.sort(key=lambda p: MOSAIC_STEMS.index(p.stem))
+    return [make_mosaic(crowd, n, *MOSAIC_CELLS[n], WORK / "mosaics") for n in names]
+
+
 # -- scoring --------------------------------------------------------------------------
 def bucket(height: float) -> str:
     """Size bucket of a face of this box height in pixels."""
@@ -1032,6 +1099,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ptim-root", type=Path,
                         help="run main.py of this checkout (e.g. a git worktree of HEAD)")
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    parser.add_argument("--mosaics", help="also (or with --photos none: only) these mosaics of "
+                        f"the crowd photos, small faces: {','.join(MOSAIC_CELLS)} or 'all'")
     args = parser.parse_args(argv)
     if args.photos_only and args.clips_only:
         parser.error("--photos-only and --clips-only exclude each other")
@@ -1045,7 +1114,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("need a size, and --frames / --speed-frames of at least 1")
     stems = args.photos.split(",") if args.photos else (QUICK_PHOTOS if args.quick else None)
     try:
-        photos = load_photos(args.faces, stems)
+        photos = [] if stems == ["none"] else load_photos(args.faces, stems)
+        if args.mosaics:
+            names = list(MOSAIC_CELLS) if args.mosaics == "all" else args.mosaics.split(",")
+            photos += load_mosaics(args.faces, names)
+        if not photos:
+            raise FileNotFoundError("no photos: --photos none needs --mosaics")
     except (FileNotFoundError, ValueError) as exc:
         print(f"real_world: {exc}", file=sys.stderr)
         return 2

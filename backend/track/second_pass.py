@@ -41,8 +41,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backend.detect.schedule import Region, quantized_scale
-from backend.track.tracker import moved_box, overlaps_frame, shared_motion
-from backend.types import Detections, Track
+from backend.track.camera import chain
+from backend.track.tracker import LEAD_REACH, moved_box, overlaps_frame, shared_motion
+from backend.types import CameraMotion, Detections, Track
 
 log = logging.getLogger("ptim.track")
 
@@ -56,6 +57,9 @@ BACKTRACK_FACE_PX = 32.0
 # its predicted path leaves the frame, however long it went unfound (a still one: for
 # hold_frames frames).
 MOVING = 0.1
+# A face moving this many of its sizes a frame on its own (a find backs it) may have been
+# moving faster still in the frames before it was found (it slowed down to be found).
+FAST = 0.25
 # Share of a face's speed by which its predicted position may be off per frame unfound.
 VELOCITY_DOUBT = 0.2
 # Motion of an unknown face, in face sizes per frame, that the first backward search covers.
@@ -63,6 +67,14 @@ FIRST_SEARCH = 1.5
 # A backward box found this many of its sizes from where the motion put the face may be a
 # neighbour: the prediction is painted too.
 DOUBT_SHIFT = 0.5
+# ... this many where the picture's motion is measured (to within a pixel or two, so a face
+# that did not move on its own is where the prediction says; a crowd's neighbour is half a
+# face size away, and one hop there cost a face its mask in a dimmed street)
+MEASURED_DOUBT_SHIFT = 0.25
+# Where the picture's motion is measured, a frame's own detection or a crop's find is the
+# walking-back face only this near its prediction (in box sizes): the rest of its motion
+# is its own, a fraction of its size a frame.
+MEASURED_GATE = 0.6
 # A track found again this many of its box's sizes from where its hold-over box would be
 # now may have taken a neighbour's box: the hold-over box is masked in that frame too.
 REFOUND_SHIFT = 0.5
@@ -74,6 +86,13 @@ FORK_MISSES = 4
 # every frame since it was last detected) would have taken it may have taken another face:
 # it is also walked back, as if born there.
 JUMP = 0.5
+# Where the picture's motion is measured (``CameraMotion``) it says where a face was, and
+# re-detection crops of one held frame cost at most this share of the frame's own pixels:
+# a crowd's hundreds of new faces walk back along the measured motion beyond it (the crops
+# of a 700-face mosaic cost four times the frame before the budget).
+CROP_BUDGET = 0.25
+# An added box this much inside a box detected in its frame is that face, already masked.
+WITHIN_FOUND = 0.9
 
 DetectCrops = Callable[[np.ndarray, Sequence[Region]], Detections]
 
@@ -97,6 +116,9 @@ class _Held:
     # how the picture moved from the frame before to this one (the faces detected in both
     # moved alike: a pan or sweep), None when that is not known
     motion: np.ndarray | None = None
+    # the same measured from the pixels (shift, zoom and roll), None when not known
+    camera: CameraMotion | None = None
+    crop_pixels: int = 0  # detector input spent on re-detection crops in this frame
 
 
 def _size(box: np.ndarray) -> float:
@@ -166,22 +188,62 @@ def _eligible(preds: np.ndarray, gates: np.ndarray, cands: np.ndarray,
         & free[None, :]
 
 
+def _carry(chains: list[_Chain], motion: CameraMotion) -> list[np.ndarray]:
+    """Move the chains' boxes along the picture's ``motion`` (into the frame the walk
+    enters): a chain's own motion is then what is left of its face's. Returns how far
+    each one's box centre was carried."""
+    boxes = np.array([(c.box, c.anchor, c.base, c.box if c.path is None else c.path)
+                      for c in chains], np.float64)
+    moved = motion.boxes(boxes)
+    zoom = motion.scale
+    for c, (box, anchor, base, path) in zip(chains, moved, strict=True):
+        c.box, c.anchor, c.base = box, anchor, base
+        if c.path is not None:
+            c.path = path
+        if c.step is not None:
+            c.step = c.step * zoom
+    return list(_centre_all(moved[:, 0]) - _centre_all(boxes[:, 0]))
+
+
+def _centre_all(boxes: np.ndarray) -> np.ndarray:
+    """Centres (n, 2) of xyxy boxes (n, 4)."""
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def _within(crops: list[Region], pixels: float) -> list[Region]:
+    """The first ``crops`` whose input pixels add up to at most ``pixels``."""
+    out: list[Region] = []
+    spent = 0
+    for c in crops:
+        if spent + c.input_pixels > pixels:
+            break
+        out.append(c)
+        spent += c.input_pixels
+    return out
+
+
 class _Chain:
     """One new track walking back: where its face was, and how it moved."""
 
-    def __init__(self, track: Track, seek: bool = True) -> None:
+    def __init__(self, track: Track, seek: bool = True,
+                 step: np.ndarray | None = None) -> None:
         self.track_id = track.track_id
         self.base = np.asarray(track.box, np.float64)
         self.box = self.base.copy()
-        self.step: np.ndarray | None = None  # centre's motion per frame going back, once known
+        # centre's motion per frame going back, once known (``step``: known from the frame
+        # after its birth, where it was found again)
+        self.step: np.ndarray | None = None if step is None else np.asarray(step, np.float64)
         self.anchor = self.base.copy()  # the last box a detection backs, and its frame
         self.anchor_k = 0
         self.misses = 0
         self.done = False
         self.seek = seek  # whether to re-detect in crops (else: frames' own detections only)
+        # its birth box carried along the picture's measured motion only (None once a
+        # frame's motion is not known): where a face that did not move on its own was
+        self.path: np.ndarray | None = self.base.copy()
         self.forked = False
         # a find where its own motion put the face backs that motion
-        self.confirmed = False
+        self.confirmed = self.step is not None
         # a find off the path its motion predicted: its own motion says where it went since
         self.doubted = False
 
@@ -236,18 +298,22 @@ class _Chain:
 
     def missed(self, pred: np.ndarray, growth: float, max_growth: float,
                miss_limit: int, frame_size: tuple[int, int],
-               shared: np.ndarray | None = None) -> np.ndarray | None:
+               shared: np.ndarray | None = None,
+               carried: np.ndarray | None = None) -> np.ndarray | None:
         """The grown prediction to paint, or None once the walk ends: after ``miss_limit``
         misses for a face that was still inside the frame (``FORK_MISSES`` for a fork), or
         once the prediction has left the frame for a face that was moving (its motion
-        ``trusted`` against the picture's, ``shared``: it came from somewhere, smeared too
-        much to be found) or cut by the frame's edge (too little of it to be found)."""
+        ``trusted`` against the picture's, ``shared``, or carried by the measured motion of
+        the picture, ``carried``: it came from somewhere, smeared too much to be found) or
+        cut by the frame's edge (too little of it to be found)."""
         self.misses += 1
         if self.forked and self.misses > FORK_MISSES:
             self.done = True
             return None
-        moving = self.trusted(shared) and \
-            float(np.hypot(*self.step)) >= MOVING * _size(self.anchor)
+        own = self.step if self.trusted(shared) else None
+        if carried is not None:  # the picture's measured motion moves it, with its own
+            own = carried if own is None else own + carried
+        moving = own is not None and float(np.hypot(*own)) >= MOVING * _size(self.anchor)
         w, h = frame_size
         outside = not overlaps_frame(pred, w, h)
         # a face cut by the frame's edge is hard to find: it may be there all along
@@ -256,11 +322,34 @@ class _Chain:
             self.done = True
             return None
         self.box = pred
-        frac = growth * 2 * self.misses
+        return self.unfound(pred, growth, max_growth, carried)
+
+    def unfound(self, pred: np.ndarray, growth: float, max_growth: float,
+                carried: np.ndarray | None = None) -> np.ndarray:
+        """Where the face may be when it is not (or not surely) found at ``pred`` after
+        ``misses`` frames unfound: ``pred`` grown with the misses and its motion's doubt,
+        to at most ``max_growth`` times its size at birth."""
+        misses = max(1, self.misses)
+        frac = growth * 2 * misses
         if self.step is not None:  # the motion is known to within about a fifth
-            frac += 2 * VELOCITY_DOUBT * float(np.hypot(*self.step)) * self.misses / _size(pred)
+            frac += 2 * VELOCITY_DOUBT * float(np.hypot(*self.step)) * misses / _size(pred)
         cap = max_growth * _size(self.base) / _size(pred) - 1
-        return _grow(pred, max(0.0, min(frac, cap)))
+        grown = _grow(pred, max(0.0, min(frac, cap)))
+        fast = self.step is not None and \
+            float(np.hypot(*self.step)) >= FAST * _size(self.anchor)
+        # a still picture (measured) leaves a face's motion its own, found off path or not
+        still = carried is not None and float(np.hypot(*carried)) < MOVING * _size(self.anchor)
+        if fast and (self.confirmed or (self.doubted and still)):
+            # walking back, a face that slowed down to be found was faster before: the side
+            # its own fast motion leads to reaches out by that motion once more per frame
+            # unfound (the forward hold's LEAD_REACH), within the growth cap; and it is
+            # smeared over its motion, as a find is
+            grown = _smeared(grown, self.step)
+            reach = np.clip(self.step * misses * LEAD_REACH,
+                            -max_growth * _size(self.base), max_growth * _size(self.base))
+            grown[2 if reach[0] > 0 else 0] += reach[0]
+            grown[3 if reach[1] > 0 else 1] += reach[1]
+        return grown
 
 
 class SecondPass:
@@ -285,6 +374,9 @@ class SecondPass:
         self.max_growth = max_growth  # a predicted box grows to at most this many times
         self._held: deque[_Held] = deque()
         self._seen: set[int] = set()
+        # tracks born in the newest held frame: walked back from there once the next frame
+        # says how they moved (a face running across a still picture is found moving)
+        self._born: list[Track] = []
         self._window: int | None = None
         self.backtracked = 0  # boxes painted into earlier frames
         self.interpolated = 0
@@ -296,8 +388,10 @@ class SecondPass:
         return self.depth if self._window is None else self._window
 
     def push(self, result, detections: Detections | None,
-             original: np.ndarray | None = None) -> list[tuple[object, list[Added]]]:
-        """Add the newest finished frame (and its unmasked ``original``); return the frames
+             original: np.ndarray | None = None,
+             camera: CameraMotion | None = None) -> list[tuple[object, list[Added]]]:
+        """Add the newest finished frame (and its unmasked ``original``, and ``camera``, how
+        the picture moved from the frame pushed before, when measured); return the frames
         that leave the window."""
         if self._window is None:
             per_frame = 2 * result.frame.image.nbytes
@@ -307,30 +401,49 @@ class SecondPass:
                          self._window, self.depth, self.max_bytes // 2**20)
         motion = self._motion(result)
         strays: list[Added] = []
+        self._walk_born(result)
         if not result.fail_closed:
-            births: list[Track] = []
             jumps: list[Track] = []
             for track in result.tracks:
                 if track.exempt or track.held_over:
                     continue
                 if track.track_id not in self._seen:
                     self._seen.add(track.track_id)
-                    births.append(track)
+                    self._born.append(track)
                 else:
-                    jumped, stray = self._seen_again(track, motion)
+                    jumped, stray = self._seen_again(track, motion, camera)
                     if jumped:
                         jumps.append(track)  # it may have taken another face: walk back
                     if stray is not None:
                         strays.append(stray)
-            if births or jumps:
-                self._backtrack(births, motion, jumps)
-        self._held.append(_Held(result, detections, original, motion=motion))
+            if jumps:
+                self._backtrack([], motion, jumps, camera)
+        self._held.append(_Held(result, detections, original, motion=motion, camera=camera))
         for added in strays:  # where the face it was following should be now
             self._paint(self._held[-1], added)
         out = []
         while len(self._held) > self.window:
             out.append(self._leave())
         return out
+
+    def _walk_born(self, later=None) -> None:
+        """Walk back the tracks born in the newest held frame, from the frame before it;
+        ``later`` (the result of the frame after their birth, when there is one) gives each
+        one found again there its first motion, and the walk starts with it."""
+        born, self._born = self._born, []
+        if not born or not self._held:
+            return
+        now = {} if later is None or later.fail_closed else \
+            {t.track_id: t for t in later.tracks if not t.held_over}
+        steps: list[np.ndarray | None] = []
+        for t in born:
+            again = now.get(t.track_id)
+            # the tracker's velocity after one more find is that find's move (the face's
+            # own, where the picture's motion carried the track)
+            v = None if again is None else np.asarray(again.velocity, np.float64)
+            steps.append(None if v is None else -np.array([(v[0] + v[2]) / 2,
+                                                           (v[1] + v[3]) / 2]))
+        self._backtrack(born, skip=1, steps=steps)
 
     def _motion(self, result) -> np.ndarray | None:
         """The shared motion from the newest held frame to ``result``'s."""
@@ -354,6 +467,7 @@ class SecondPass:
         edges are seen at the fine scale for the same reason. A found box needs
         ``start_threshold(box, width, height)`` (the tracker's rule for starting a track).
         """
+        self._walk_born()
         if not regions or self.detect_crops is None or not self._held:
             return 0
         last = self._held[-1]
@@ -390,79 +504,131 @@ class SecondPass:
         for t in births:
             self._paint(last, Added(-t.track_id, np.asarray(t.box, np.float64), "detected",
                                     True))
-        newest = self._held.pop()  # walk back from the frame before, as for a birth there
-        try:
-            self._backtrack(births, newest.motion)
-        finally:
-            self._held.append(newest)
+        self._backtrack(births, skip=1)  # from the frame before, as for a birth there
         log.debug("second pass: %d face(s) found at the file's end, walked back", len(births))
         return len(births)
 
     def flush(self) -> list[tuple[object, list[Added]]]:
         """Every frame still held, oldest first."""
+        self._walk_born()
         out = []
         while self._held:
             out.append(self._leave())
         return out
 
     def _leave(self) -> tuple[object, list[Added]]:
+        """The oldest held frame, its added boxes painted (all at once: a crowd's walks
+        add hundreds a frame)."""
         h = self._held.popleft()
         h.original = None
+        # a box that lies within a face detected in that frame adds nothing to its mask (and
+        # would turn a replaced face into the fail-closed mosaic)
+        found = np.array([t.box for t in h.result.tracks if not t.held_over],
+                         np.float64).reshape(-1, 4)
+        paint = [a for a in h.added
+                 if not len(found) or _inside(a.box, found).max() < WITHIN_FOUND]
+        if paint:
+            self.masker.apply(h.result.frame.image, [
+                Track(track_id=a.track_id, box=a.box.astype(np.float32),
+                      velocity=np.zeros(4, np.float32), score=0.0,
+                      frames_since_seen=0 if a.found else 1) for a in paint])
         return h.result, h.added
 
     # -- backward ------------------------------------------------------------------------
     def _backtrack(self, births: list[Track], motion: np.ndarray | None = None,
-                   jumps: Sequence[Track] = ()) -> None:
+                   jumps: Sequence[Track] = (), camera: CameraMotion | None = None,
+                   skip: int = 0, steps: Sequence[np.ndarray | None] | None = None) -> None:
         """Walk back through the window with every track born in the newest frame at once,
         so that tracks born together share out the earlier detections, never one box twice.
         Tracks that ``jumps`` names walk back too, on the frames' own detections and their
         predictions only: their face was most often in view, and re-detecting in crops
         around each of them cost 4% more detector input on the real clips for no face
-        more."""
-        chains = [_Chain(t) for t in births] + [_Chain(t, seek=False) for t in jumps]
+        more. ``camera``: the picture's measured motion into the newest frame. ``skip``: the
+        births are in the ``skip``-th newest held frame (the walk starts before it);
+        ``steps``: each birth's own motion per frame going back, where known."""
+        steps = [None] * len(births) if steps is None else steps
+        chains = [_Chain(t, step=st) for t, st in zip(births, steps, strict=True)]
+        chains += [_Chain(t, seek=False) for t in jumps]
         newer = motion  # the picture's motion into the frame the walk comes from
+        newer_cam = camera
         for k, held in enumerate(reversed(self._held), start=1):
+            if k <= skip:  # the births' own frame and the frames after it
+                newer, newer_cam = held.motion, held.camera
+                continue
+            k -= skip
             live = [c for c in chains if not c.done]
             if not live:
                 break
             shared, newer = newer, held.motion
+            cam, newer_cam = newer_cam, held.camera
+            carried: list[np.ndarray | None] = [None] * len(live)
+            if cam is not None:
+                # measured: every face is carried back along it, and what is left of its
+                # motion is its own (none for a face in a pan: the picture moved, not it)
+                carried = _carry(live, cam.inverse())
+                back = np.zeros(2)
+            else:
+                # a face whose own motion is not known yet moved as the picture did, if known
+                back = None if shared is None else -shared
+                for c in live:
+                    c.path = None
             if held.result.fail_closed:
                 continue  # already obscured whole
-            # a face whose own motion is not known yet moved as the picture did, if known
-            back = None if shared is None else -shared
             preds = [c.predict(back) for c in live]
-            gates = [c.gate(self.gate, back) for c in live]
-            found = self._find_all(live, held, preds, gates)
-            for c, pred, box in zip(live, preds, found, strict=True):
+            # measured, the motion leaves a face only its own: a crowd's neighbour, a face
+            # size away, is not it
+            # measured, the picture's motion still leaves a face's own unknown until a find
+            # backs it: a face that runs across a still picture is searched for wide
+            gates = [c.gate(self.gate, None if cam is not None and c.step is None else back)
+                     for c in live]
+            found = self._find_all(live, held, preds, gates, budget=cam is not None)
+            for c, pred, box, moved in zip(live, preds, found, carried, strict=True):
                 if box is not None:
                     step = c.step
-                    off = bool(_norm_dist(pred[None], box[None])[0, 0] > DOUBT_SHIFT)
+                    shift = DOUBT_SHIFT if cam is None else MEASURED_DOUBT_SHIFT
+                    off = bool(_norm_dist(pred[None], box[None])[0, 0] > shift)
                     doubtful = off and c.knows_motion(back)
+                    # where it may be if this find is not it: as if unfound once more
+                    c.misses += 1
+                    unsure = c.unfound(pred, self.growth, self.max_growth, moved)
                     c.found(k, box)
                     c.confirmed = step is not None and not off
                     c.doubted = c.doubted or doubtful
                     self._paint(held, Added(-c.track_id, _smeared(box, c.step),
                                             "backtracked", True))
                     self.backtracked += 1
+                    self._keep_path(held, c, box)
                     if doubtful:
                         # found off the motion's path: perhaps a neighbour. Cover both, and
                         # follow both further back (a fork seeks no crops of its own)
-                        grown = _grow(pred, self.growth * 2)
-                        self._paint(held, Added(-c.track_id, grown, "backtracked", False))
+                        self._paint(held, Added(-c.track_id, unsure, "backtracked", False))
                         if c.seek:
                             chains.append(c.fork(k, pred, step))
                     continue
                 grown = c.missed(pred, self.growth, self.max_growth, self.miss_limit,
-                                 held.result.frame.size, back)
+                                 held.result.frame.size, back, moved)
                 if grown is not None:
+                    self._keep_path(held, c, grown)
                     self._paint(held, Added(-c.track_id, grown, "backtracked", False))
                     self.backtracked += 1
 
+    def _keep_path(self, held: _Held, chain: _Chain, box: np.ndarray) -> None:
+        """Where the picture's measured motion alone puts the chain's face is masked too
+        when ``box`` (what the chain paints there) is off it: finds a little off each
+        frame, or a hop to a neighbour, add up to another face."""
+        path = chain.path
+        if path is not None and not chain.forked and \
+                float(_norm_dist(path[None], box[None])[0, 0]) > MEASURED_DOUBT_SHIFT:
+            self._paint(held, Added(-chain.track_id, _grow(path, self.growth * 2),
+                                    "backtracked", False))
+
     def _find_all(self, chains: list[_Chain], held: _Held, preds: list[np.ndarray],
-                  gate_list: list[float]) -> list[np.ndarray | None]:
+                  gate_list: list[float], budget: bool = False) -> list[np.ndarray | None]:
         """Each chain's face in a held frame: that frame's own detection or one re-detected
         in a crop around its prediction. A box another track holds there is never taken,
-        and chains claim candidates nearest first."""
+        and chains claim candidates nearest first. ``budget``: the predictions follow the
+        picture's measured motion, and crops cost at most ``CROP_BUDGET`` of the frame's
+        pixels (the chains first in order get them; the rest keep their prediction)."""
         claimed = [np.asarray(t.box, np.float64) for t in held.result.tracks
                    if not t.held_over]
         claimed += [a.box for a in held.added if a.found]
@@ -481,8 +647,13 @@ class SecondPass:
             for wide in (False, True):
                 needy = [i for i in np.nonzero(~ok.any(axis=1))[0] if chains[i].seek and (
                          not wide or (gates[i] > self.gate and chains[i].misses == 0))]
-                crops = [self._crop(held.original.shape, preds[i], wide) for i in needy]
-                extra = self._redetect(held.original, [c for c in crops if c is not None])
+                crops = [c for c in (self._crop(held.original.shape, preds[i], wide)
+                                     for i in needy) if c is not None]
+                if budget:
+                    h, w = held.original.shape[:2]
+                    crops = _within(crops, CROP_BUDGET * w * h - held.crop_pixels)
+                held.crop_pixels += sum(c.input_pixels for c in crops)
+                extra = self._redetect(held.original, crops)
                 if len(extra):
                     cands = np.concatenate([cands, extra])
                     ok = _eligible(pred_arr, gates, cands, claimed_arr)
@@ -532,8 +703,8 @@ class SecondPass:
         return dets.xyxy.astype(np.float64)
 
     # -- gaps ----------------------------------------------------------------------------
-    def _seen_again(self, track: Track, motion: np.ndarray | None = None
-                  ) -> tuple[bool, Added | None]:
+    def _seen_again(self, track: Track, motion: np.ndarray | None = None,
+                    camera: CameraMotion | None = None) -> tuple[bool, Added | None]:
         """``track`` is detected again: interpolate its box into the frames it was held.
 
         Returns whether it was found far from where the picture's motion (``motion``: into
@@ -546,6 +717,7 @@ class SecondPass:
         earlier = None
         # the picture's motion since it was last seen, None where a frame's is not known
         moved = None if motion is None else np.asarray(motion, np.float64)
+        cams = [camera]  # the measured motions since, newest first
         for held in reversed(self._held):
             t = next((x for x in held.result.tracks if x.track_id == track.track_id), None)
             if t is None:
@@ -555,18 +727,24 @@ class SecondPass:
                 break
             gap.append((held, t))
             moved = None if moved is None or held.motion is None else moved + held.motion
+            cams.append(held.camera)
         if earlier is None:
             return False, None
         later = np.asarray(track.box, np.float64)
         jumped = False
-        if moved is not None:
-            expected = moved_box(earlier, moved)
+        since = chain(cams[::-1])
+        if since is not None or moved is not None:
+            expected = since.boxes(earlier) if since is not None else moved_box(earlier, moved)
             jumped = bool(_norm_dist(expected[None], later[None])[0, 0] > JUMP)
         if not gap:
             return jumped, None
         last = np.asarray(gap[0][1].box, np.float64)  # its hold-over box one frame before
-        step = motion if motion is not None else _centre(np.asarray(track.velocity, np.float64))
-        hold = moved_box(last, step)
+        if camera is not None:
+            hold = camera.boxes(last)
+        else:
+            step = motion if motion is not None else \
+                _centre(np.asarray(track.velocity, np.float64))
+            hold = moved_box(last, step)
         stray = None
         if np.hypot(*(_centre(hold) - _centre(later))) / _size(later) > REFOUND_SHIFT:
             stray = Added(-track.track_id, hold, "held", False)
@@ -580,8 +758,5 @@ class SecondPass:
         return jumped, stray
 
     def _paint(self, held: _Held, added: Added) -> None:
-        extra = Track(track_id=added.track_id, box=added.box.astype(np.float32),
-                      velocity=np.zeros(4, np.float32), score=0.0,
-                      frames_since_seen=0 if added.found else 1)
-        self.masker.apply(held.result.frame.image, [extra])
+        """Mask ``added`` in ``held``'s frame (painted when the frame leaves)."""
         held.added.append(added)

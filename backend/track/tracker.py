@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from backend.types import Detections, Track
+from backend.types import CameraMotion, Detections, Track
 from config.schema import TrackerSettings
 
 # A detection may continue a track when its centre lies within this many box sizes of
@@ -25,6 +25,11 @@ from config.schema import TrackerSettings
 CENTER_GATE = 2.0
 # The gate widens by this many box sizes per frame the track has gone unseen.
 CENTER_GATE_PER_MISSED_FRAME = 0.5
+# A track carried along the picture's measured motion since it was last seen is where its
+# own motion puts it, to within a fraction of its size: its gate is this narrow (and widens
+# this much a frame unseen), so a held face in a crowd never takes its neighbour's box.
+CARRIED_GATE = 0.75
+CARRIED_GATE_PER_MISSED_FRAME = 0.25
 # Detections whose size (sqrt of area) differs from the track's by more than this factor
 # only continue it through IoU, never through centre distance.
 MAX_SIZE_RATIO = 2.0
@@ -38,6 +43,11 @@ EXEMPT_MIN_IOU = 0.3
 # A face leaving the frame often scores weakly on a fragment elsewhere, which would
 # otherwise drag the track, and its mask, off the face.
 WEAK_MIN_IOU = 0.3
+# A track carried along the picture's measured motion every frame since it was last
+# detected is held this many times ``hold_frames``: its box stays on its face (a dimmed
+# crowd's faces fade from the detector for longer than a blurred one's), and a face that
+# did leave costs a mask where it was a little longer, never a leak.
+CARRIED_HOLD = 3
 # Velocity adapts at least this fast, so prediction follows a change of direction even
 # when box smoothing is strong.
 MAX_VELOCITY_SMOOTHING = 0.5
@@ -70,6 +80,8 @@ class _State:
     # velocity's where none was measured), and whether one was measured
     drift: np.ndarray = field(default_factory=lambda: np.zeros(2))
     drifted: bool = False
+    # whether the picture's motion was measured for every frame since the last detection
+    carried: bool = True
 
     def predicted_core(self) -> np.ndarray:
         """Where the face itself is expected now: the last detection, its centre moved
@@ -172,6 +184,22 @@ def _hold(state: _State, growth: float, shared: np.ndarray | None = None) -> np.
     if state.drifted:  # the camera moved it, or it moved on its own: both
         box = union_box(box, _grown_box(state, growth, True))
     return box
+
+
+# A held track that takes a detection more than this many face sizes from the face it
+# predicted leaves a ghost: a copy held on where the face was (never mask less).
+GHOST_JUMP = 1.0
+
+
+def _jumped(state: _State, box: np.ndarray) -> bool:
+    """Whether ``box`` lies more than ``GHOST_JUMP`` face sizes from the face ``state``
+    predicts (its own motion and the picture's drift both considered)."""
+    size = max(float(np.sqrt(max((box[2] - box[0]) * (box[3] - box[1]), 1.0))),
+               float(np.sqrt(max((state.raw[2] - state.raw[0]) *
+                                 (state.raw[3] - state.raw[1]), 1.0))))
+    centre = (box[:2] + box[2:]) / 2
+    return all(float(np.hypot(*(centre - (b[:2] + b[2:]) / 2))) > GHOST_JUMP * size
+               for b in (state.predicted_core(), moved_box(state.raw, state.drift)))
 
 
 def _gone(state: _State, width: float, height: float) -> bool:
@@ -299,26 +327,34 @@ class Tracker:
         self._new_track_threshold = float(value)
 
     # -- per frame ----------------------------------------------------------------------
-    def predict(self, frame_size: tuple[int, int]) -> list[Track]:
+    def predict(self, frame_size: tuple[int, int],
+                motion: CameraMotion | None = None) -> list[Track]:
         """Advance every track one frame without a detection result.
 
-        Boxes move along their velocity and grow as during hold-over; ``frames_since_seen``
-        increments. No track is dropped here: a missing result is not evidence that a face
-        left. ``frame_size`` is (width, height); boxes are not clipped to it.
+        Boxes are carried along the picture's ``motion`` since the last frame (when
+        measured), move along their velocity and grow as during hold-over;
+        ``frames_since_seen`` increments. No track is dropped here: a missing result is not
+        evidence that a face left. ``frame_size`` is (width, height); boxes are not clipped
+        to it.
         """
         del frame_size  # boxes are not clipped; the argument mirrors update()
         with self._lock:
             growth = self._settings.growth_per_frame
+            self._carry(motion)
             for s in self._states:
                 s.age += 1
                 s.frames_since_seen += 1
                 s.box = _hold(s, growth)
             return [s.snapshot() for s in self._states]
 
-    def update(self, dets: Detections, frame_size: tuple[int, int]) -> list[Track]:
+    def update(self, dets: Detections, frame_size: tuple[int, int],
+               motion: CameraMotion | None = None) -> list[Track]:
         """Advance every track one frame with this frame's detections.
 
         ``dets`` are xyxy boxes in pixels of a frame of ``frame_size`` (width, height).
+        ``motion``: how the picture moved since the last frame (``MotionEstimator``), or
+        None when not known. Every track is first carried along it, so its velocity is its
+        face's own motion in the picture and a pan or zoom costs it nothing.
         Rows with NaN/inf or degenerate boxes, or boxes wholly outside the frame, are
         ignored. Matched tracks take the detection (the returned box always contains it),
         except a weak one (under ``new_track_threshold``) far from the predicted face, which
@@ -332,6 +368,7 @@ class Tracker:
         boxes = dets.xyxy.astype(np.float64)
         with self._lock:
             st = self._settings
+            self._carry(motion)
             for s in self._states:
                 s.age += 1
                 s.frames_since_seen += 1
@@ -344,12 +381,17 @@ class Tracker:
                 boxes[[di for _, di in moved]].reshape(-1, 4))
             matched_dets = set()
             weak: dict[int, np.ndarray] = {}  # track -> weak box that may not move it
+            ghosts: list[_State] = []
             for ti, di in pairs:
                 s, score = self._states[ti], float(dets.confidence[di])
                 matched_dets.add(di)
                 if score < self.new_track_threshold and iou[ti, di] < WEAK_MIN_IOU:
                     weak[ti] = boxes[di]
                     continue
+                if s.frames_since_seen > 1 and _jumped(s, boxes[di]):
+                    # a held track found far from where it was held may have taken another
+                    # face (or a blurred face's stray): its hold goes on where it was
+                    ghosts.append(self._ghost(s))
                 held = _grown_box(s, st.growth_per_frame) if score < self.new_track_threshold \
                     else None
                 self._absorb(s, boxes[di], score, int(dets.origin[di]), dets.landmarks[di])
@@ -359,7 +401,8 @@ class Tracker:
             kept: list[_State] = []
             for ti, s in enumerate(self._states):
                 if ti not in matched_tracks:
-                    if s.frames_since_seen > st.hold_frames:
+                    if s.frames_since_seen > st.hold_frames * (CARRIED_HOLD if s.carried
+                                                                else 1):
                         continue
                     s.box = _hold(s, st.growth_per_frame, shared)
                     if _gone(s, width, height):
@@ -367,6 +410,9 @@ class Tracker:
                     if ti in weak:
                         s.box = union_box(s.box, weak[ti])
                 kept.append(s)
+            for g in ghosts:
+                g.box = _hold(g, st.growth_per_frame, shared)
+                kept.append(g)
             for di in range(len(boxes)):
                 # weak detections may only continue a track (a blurred face keeps its
                 # mask); starting one takes a confident detection, so noise stays unmasked
@@ -379,12 +425,39 @@ class Tracker:
             return [s.snapshot() for s in self._states]
 
     # -- internals ----------------------------------------------------------------------
+    def _carry(self, motion: CameraMotion | None) -> None:
+        """Move every track's boxes (and landmarks) along the picture's ``motion``; its
+        velocity is scaled by the zoom (it is the face's own motion in the picture)."""
+        if motion is None or not self._states:
+            for s in self._states:
+                s.carried = False
+            return
+        zoom = motion.scale
+        moved = motion.boxes(np.array([(s.raw, s.smooth, s.shown, s.box)
+                                       for s in self._states], np.float64))
+        for s, (raw, smooth, shown, box) in zip(self._states, moved, strict=True):
+            s.raw, s.smooth, s.shown, s.box = raw, smooth, shown, box
+            s.velocity = s.velocity * zoom
+            s.drift = s.drift * zoom
+            if s.landmarks is not None:
+                s.landmarks = motion.points(s.landmarks)
+
     def start_threshold(self, box: np.ndarray, width: int, height: int) -> float:
         """Score a detection needs to start a track: ``new_track_threshold``, less for a
         box that reaches past the frame's edge (``edge_start_share`` of it)."""
         if box[0] < 0 or box[1] < 0 or box[2] > width or box[3] > height:
             return self.edge_start_share * self.new_track_threshold
         return self.new_track_threshold
+
+    def _ghost(self, s: _State) -> _State:
+        """A copy of held track ``s`` under a new id, held on as ``s`` would have been."""
+        g = _State(track_id=self._next_id, raw=s.raw.copy(), smooth=s.smooth.copy(),
+                   shown=s.shown.copy(), velocity=s.velocity.copy(), box=s.box.copy(),
+                   score=s.score, age=s.age, frames_since_seen=s.frames_since_seen,
+                   hits=s.hits, origin=s.origin, drift=s.drift.copy(), drifted=s.drifted,
+                   carried=s.carried)
+        self._next_id += 1
+        return g
 
     def _new_state(self, box: np.ndarray, score: float, origin: int = 0,
                    landmarks: np.ndarray | None = None) -> _State:
@@ -424,7 +497,10 @@ class Tracker:
         d_size = np.sqrt(np.clip(d_wh.prod(axis=1), 1e-12, None))
         ratio = np.maximum(t_size[:, None] / d_size[None, :], d_size[None, :] / t_size[:, None])
         exempt = np.array([s.exempt for s in self._states])[:, None]
-        gate = CENTER_GATE + CENTER_GATE_PER_MISSED_FRAME * (missed[:, None] - 1)
+        carried = np.array([s.carried for s in self._states])[:, None]
+        gate = np.where(carried,
+                        CARRIED_GATE + CARRIED_GATE_PER_MISSED_FRAME * (missed[:, None] - 1),
+                        CENTER_GATE + CENTER_GATE_PER_MISSED_FRAME * (missed[:, None] - 1))
         gate = np.where(exempt, EXEMPT_CENTER_GATE, gate)
         thr = self._settings.iou_threshold
         min_iou = np.where(exempt, max(thr, EXEMPT_MIN_IOU), thr)
@@ -470,3 +546,4 @@ class Tracker:
         s.frames_since_seen = 0
         s.drift = np.zeros(2)
         s.drifted = False
+        s.carried = True

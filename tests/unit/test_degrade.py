@@ -150,7 +150,7 @@ class _ClockRunner:
     def __init__(self, schedule, clock: list[float], cost_s: float) -> None:
         self.schedule, self.clock, self.cost_s = schedule, clock, cost_s
 
-    def detect(self, image, tracks=None):
+    def detect(self, image, tracks=None, motion=None):
         from backend.pipeline import DetectionOutcome
         from backend.types import Detections
 

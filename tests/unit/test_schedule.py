@@ -282,12 +282,14 @@ def test_refinement_crops_follow_a_moving_small_face(detector, index, px):
     assert refined >= 10
 
 
-def test_the_first_frame_also_sees_its_edges_at_the_fine_scale() -> None:
+def test_the_first_frame_also_sees_its_edges_at_the_cover_scale() -> None:
     from backend.detect.schedule import overlap_for
 
     sched = DetectionSchedule(12)
     plan = sched.plan(1280, 720)
-    assert len(plan.edges) == 4 and all(r.scale == plan.fine_scale for r in plan.edges)
+    # the scale every part of the picture is seen at once: 16 px faces at 16 px
+    assert plan.cover_scale == pytest.approx(1.0) and plan.fine_scale > plan.cover_scale
+    assert len(plan.edges) == 4 and all(r.scale == plan.cover_scale for r in plan.edges)
     depth = overlap_for(plan.coarse_scale, plan.fine_scale)
     border = np.zeros((720, 1280), bool)
     for r in plan.edges:
