@@ -223,7 +223,7 @@ class _AtomicText:
 _STOP = object()
 # frames submitted for detection ahead of the one being tracked: a fixed number, so the
 # refinement crops each frame gets never depend on timing
-_IN_FLIGHT = 3
+_IN_FLIGHT = 2
 
 
 def _join(thread: threading.Thread, check: Callable[[], None] | None = None) -> None:

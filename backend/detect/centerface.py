@@ -161,6 +161,38 @@ class _Crop:
     refine: bool = False
 
 
+# A face's box is about this much taller than wide (CenterFace's boxes, hairline to chin).
+FACE_ASPECT = 1.25
+
+
+def uncut(boxes: np.ndarray, crop: tuple[int, int, int, int], frame: tuple[int, int],
+          px: float = 1.0) -> np.ndarray:
+    """Boxes (n, 4, frame pixels) found in ``crop`` (x0, y0, x1, y1) of a frame of size
+    ``frame`` (w, h), each one that a side of the crop inside the frame cuts (it reaches
+    within ``px`` source pixels, one input pixel, of that side) grown beyond that side to a
+    face's proportions (``FACE_ASPECT``): a tile's edge that cuts a face leaves the
+    network the part inside, and its mask must cover the whole face."""
+    b = np.asarray(boxes, np.float32).copy()
+    if not len(b):
+        return b
+    x0, y0, x1, y1 = crop
+    fw, fh = frame
+    tol = max(1.0, float(px))
+    left = (b[:, 0] <= x0 + tol) & (x0 > 0)
+    right = (b[:, 2] >= x1 - tol) & (x1 < fw)
+    top = (b[:, 1] <= y0 + tol) & (y0 > 0)
+    bottom = (b[:, 3] >= y1 - tol) & (y1 < fh)
+    bw, bh = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    wide = np.maximum(bw, bh / FACE_ASPECT) - bw  # width a cut face lacks
+    tall = np.maximum(bh, bw * FACE_ASPECT) - bh  # height it lacks
+    # cut on both sides of an axis: the lack is shared
+    b[:, 0] -= np.where(left, np.where(right, wide / 2, wide), 0)
+    b[:, 2] += np.where(right, np.where(left, wide / 2, wide), 0)
+    b[:, 1] -= np.where(top, np.where(bottom, tall / 2, tall), 0)
+    b[:, 3] += np.where(bottom, np.where(top, tall / 2, tall), 0)
+    return b
+
+
 def batch_groups(crops: Sequence[_Crop], max_batch: int = 32, slack: float = 1.5,
                  call_pixels: int = _CALL_PIXELS
                  ) -> list[tuple[tuple[int, int], list[_Crop]]]:
@@ -370,6 +402,9 @@ class CenterFaceDetector:
                     continue
                 d.xyxy[:, 0::2] += c.x0
                 d.xyxy[:, 1::2] += c.y0
+                if not c.refine:  # a refinement crop is centred on its face
+                    d.xyxy[:] = uncut(d.xyxy, (c.x0, c.y0, c.x1, c.y1), (w, h),
+                                      (c.x1 - c.x0) / c.sw)
                 d.landmarks[:, :, 0] += c.x0
                 d.landmarks[:, :, 1] += c.y0
                 if c.refine:

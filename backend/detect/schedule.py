@@ -530,7 +530,7 @@ class DetectionSchedule:
             return []
         margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
         inner = [_inner(t, plan.width, plan.height, margin) for t in plan.tiles]
-        return _patches(ages, ~ages.seen, plan, inner, margin)
+        return _patches(ages, ages.unseen(), plan, inner, margin)
 
     def reset(self, start: int = 0) -> None:
         """Start the tile rotation over (a new stream), at frame ``start`` of it: nothing
@@ -573,25 +573,45 @@ class SceneAges:
     """What the fine pass has examined of a moving picture: per cell of ``AGE_CELL`` source
     pixels, how many frames ago it last saw what the cell shows now, and whether it ever
     did. ``carry`` moves the memory along the picture's motion; what comes into view is
-    new (due now, never seen)."""
+    new (due now, never seen).
+
+    The grid reaches a cell past the frame on every side and follows the picture by whole
+    cells, keeping the fraction of the motion as its offset: resampled to the frame's own
+    cells every frame, a pan of 3.75 cells a frame would move the memory 4 cells a frame,
+    off its content by a cell every four frames."""
 
     def __init__(self, width: int, height: int, period: int) -> None:
         self.size = (int(width), int(height))
-        self.gw, self.gh = math.ceil(width / AGE_CELL), math.ceil(height / AGE_CELL)
+        self.gw, self.gh = math.ceil(width / AGE_CELL) + 2, math.ceil(height / AGE_CELL) + 2
+        self.off = np.array([-AGE_CELL, -AGE_CELL], np.float64)  # cell (0, 0)'s corner, px
         self.age = np.full((self.gh, self.gw), float(period))
         self.seen = np.zeros((self.gh, self.gw), bool)
         gy, gx = np.mgrid[0:self.gh, 0:self.gw]
-        cx = np.minimum((gx + 0.5) * AGE_CELL, width - 0.5)
-        cy = np.minimum((gy + 0.5) * AGE_CELL, height - 0.5)
-        self.centres = np.stack([cx, cy], axis=-1).astype(np.float64)  # (gh, gw, 2) px
+        self._grid = (np.stack([gx, gy], axis=-1) + 0.5) * AGE_CELL  # centres at offset 0
+        self._place()
+
+    def _place(self) -> None:
+        """Cell centres in frame pixels for the current offset, and which are in the frame."""
+        self.centres = self._grid + self.off
+        w, h = self.size
+        cx, cy = self.centres[..., 0], self.centres[..., 1]
+        self.inframe = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
 
     def carry(self, step: CameraMotion | None, period: int) -> None:
         """One frame on: every cell a frame older, moved along ``step`` (None: still)."""
         if step is not None:
-            src = np.floor(step.inverse().points(self.centres) / AGE_CELL).astype(np.int64)
+            old_off, old_inframe = self.off.copy(), self.inframe
+            w, h = self.size
+            mid = np.array([w / 2, h / 2])
+            moved = old_off + (step.points(mid) - mid)  # the grid moved with the picture
+            self.off = np.mod(moved, AGE_CELL) - AGE_CELL  # kept within a cell: [-C, 0)
+            self._place()
+            src = np.floor((step.inverse().points(self.centres) - old_off) / AGE_CELL
+                           ).astype(np.int64)
             sx, sy = src[..., 0], src[..., 1]
             inside = (sx >= 0) & (sx < self.gw) & (sy >= 0) & (sy < self.gh)
             sx, sy = np.where(inside, sx, 0), np.where(inside, sy, 0)
+            inside &= old_inframe[sy, sx]  # what was outside the picture is new to it
             self.age = np.where(inside, self.age[sy, sx], float(period) - 1)
             self.seen = inside & self.seen[sy, sx]
         self.age = self.age + 1
@@ -617,11 +637,15 @@ class SceneAges:
         w, h = self.size
         return (p[..., 0] < 0) | (p[..., 1] < 0) | (p[..., 0] >= w) | (p[..., 1] >= h)
 
+    def unseen(self) -> np.ndarray:
+        """The cells in the picture never seen."""
+        return ~self.seen & self.inframe
+
     def last_look(self, step: CameraMotion | None) -> np.ndarray | None:
         """The cells never seen that leave within ``LAST_LOOK_FRAMES`` (None if none)."""
         if step is None:
             return None
-        last = ~self.seen & self.leaving(step, LAST_LOOK_FRAMES)
+        last = self.unseen() & self.leaving(step, LAST_LOOK_FRAMES)
         return last if last.any() else None
 
     def count(self, cells: np.ndarray, rect: tuple[int, int, int, int]) -> int:
@@ -630,16 +654,19 @@ class SceneAges:
 
     def _cells(self, rect: tuple[int, int, int, int]) -> tuple[slice, slice]:
         """The cells whose centres lie in ``rect`` (x0, y0, x1, y1 source px)."""
-        x0, y0, x1, y1 = rect
-        c0 = max(0, math.ceil(x0 / AGE_CELL - 0.5))
-        r0 = max(0, math.ceil(y0 / AGE_CELL - 0.5))
-        c1 = min(self.gw, math.ceil(x1 / AGE_CELL - 0.5))
-        r1 = min(self.gh, math.ceil(y1 / AGE_CELL - 0.5))
+        x0, y0, x1, y1 = (float(v) for v in rect)
+        ox, oy = self.off
+        c0 = max(0, math.ceil((x0 - ox) / AGE_CELL - 0.5))
+        r0 = max(0, math.ceil((y0 - oy) / AGE_CELL - 0.5))
+        c1 = min(self.gw, math.ceil((x1 - ox) / AGE_CELL - 0.5))
+        r1 = min(self.gh, math.ceil((y1 - oy) / AGE_CELL - 0.5))
         return slice(r0, max(r0, r1)), slice(c0, max(c0, c1))
 
     def score(self, due: np.ndarray, rect: tuple[int, int, int, int]) -> float:
-        """How much seeing ``rect`` now is worth (the urgency of its cells)."""
-        return float(due[self._cells(rect)].sum())
+        """How much seeing ``rect`` now is worth: the mean urgency of its cells (a mean, so
+        a tile on the frame's edge, a little larger inside, gets no more turns)."""
+        cells = due[self._cells(rect)]
+        return float(cells.mean()) if cells.size else 0.0
 
     def mark(self, rect: tuple[int, int, int, int]) -> None:
         """``rect`` was examined in this frame."""
@@ -649,13 +676,15 @@ class SceneAges:
 
     def box_of(self, cells: np.ndarray, rect: tuple[int, int, int, int]
                ) -> tuple[int, int, int, int] | None:
-        """The source-pixel box of the ``cells`` (bool per cell) whose centres lie in
-        ``rect``, or None when none do."""
+        """The source-pixel box (within the frame) of the ``cells`` (bool per cell) whose
+        centres lie in ``rect``, or None when none do."""
         rows, cols = self._cells(rect)
         ys, xs = np.nonzero(cells[rows, cols])
         if not len(ys):
             return None
         w, h = self.size
-        return ((cols.start + int(xs.min())) * AGE_CELL, (rows.start + int(ys.min())) * AGE_CELL,
-                min(w, (cols.start + int(xs.max()) + 1) * AGE_CELL),
-                min(h, (rows.start + int(ys.max()) + 1) * AGE_CELL))
+        ox, oy = self.off
+        return (max(0, int(math.floor(ox + (cols.start + int(xs.min())) * AGE_CELL))),
+                max(0, int(math.floor(oy + (rows.start + int(ys.min())) * AGE_CELL))),
+                min(w, int(math.ceil(ox + (cols.start + int(xs.max()) + 1) * AGE_CELL))),
+                min(h, int(math.ceil(oy + (rows.start + int(ys.max()) + 1) * AGE_CELL))))

@@ -338,14 +338,21 @@ class Masker:
         if not all(np.isfinite(b).all() for b in boxes):
             self._obscure(image, settings)
             return image
-        done = replacer.replace(image, shown)
         # blur can be undone in part: a face that could not be replaced is hidden for good
         style = "solid" if settings.fail_closed == "solid" else "pixelate"
         fallback = settings.model_copy(update={"type": style})
-        for ok, box in zip(done, boxes, strict=True):
+        h, w = image.shape[:2]
+        # boxes with no fresh landmarks (held over) cannot be replaced: they are masked
+        # first, so a face replaced in this frame is pasted over a held box that reaches it
+        fresh = [not t.held_over and t.landmarks is not None for t in shown]
+        source = None if all(fresh) else image.copy()
+        for ok, box in zip(fresh, boxes, strict=True):
             if not ok:
-                self._paint(image, complete_at_edges(box, image.shape[1], image.shape[0]),
-                            fallback, None)
+                self._paint(image, complete_at_edges(box, w, h), fallback, None)
+        done = replacer.replace(image, shown, source)
+        for ok, was_fresh, box in zip(done, fresh, boxes, strict=True):
+            if not ok and was_fresh:
+                self._paint(image, complete_at_edges(box, w, h), fallback, None)
         replacer.draw_label(image)  # last, so no mask paints over it
         return image
 

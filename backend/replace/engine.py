@@ -101,8 +101,11 @@ class FaceReplacer:
         """Forget the smoothed landmarks (a new stream or a seek)."""
         self._smoother.reset()
 
-    def replace(self, image: np.ndarray, tracks: Sequence[Track]) -> list[bool]:
-        """Replace ``tracks``' faces on (H, W, 3) uint8 BGR ``image`` in place.
+    def replace(self, image: np.ndarray, tracks: Sequence[Track],
+                source: np.ndarray | None = None) -> list[bool]:
+        """Replace ``tracks``' faces on (H, W, 3) uint8 BGR ``image`` in place, the faces
+        read from ``source`` (the frame before anything was painted on ``image``; default
+        ``image`` itself).
 
         Returns one bool per track (True = replaced). The caller masks the others, then
         calls ``draw_label``.
@@ -130,7 +133,8 @@ class FaceReplacer:
         done = [False] * len(tracks)
         pasted: list[tuple[int, int, np.ndarray]] = []
         if todo:
-            crops = np.stack([crop(image, al.matrix, size) for _, al in todo])
+            crops = np.stack([crop(image if source is None else source, al.matrix, size)
+                              for _, al in todo])
             faces, masks = self._run(crops)
             if faces is not None:
                 for k, (i, al) in enumerate(todo):

@@ -59,7 +59,7 @@ BACKTRACK_FACE_PX = 32.0
 MOVING = 0.1
 # A face moving this many of its sizes a frame on its own (a find backs it) may have been
 # moving faster still in the frames before it was found (it slowed down to be found).
-FAST = 0.25
+FAST = 0.2
 # Share of a face's speed by which its predicted position may be off per frame unfound.
 VELOCITY_DOUBT = 0.2
 # Motion of an unknown face, in face sizes per frame, that the first backward search covers.

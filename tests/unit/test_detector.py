@@ -481,3 +481,24 @@ def test_lanes_count_follows_threads() -> None:
     assert CenterFaceDetector(provider="cpu", threads=3).lanes == 3
     with pytest.raises(UsageError, match="threads"):
         CenterFaceDetector(provider="cpu", threads=-1)
+
+
+def test_a_face_cut_by_a_crops_edge_is_grown_to_a_face_beyond_it() -> None:
+    """A tile's edge inside the frame cuts a face: the network boxes the part inside, the
+    box is grown beyond that edge to a face's proportions; an edge on the frame's own border
+    cuts nothing more there is to mask, and a box clear of the edges is kept as it is."""
+    from backend.detect.centerface import FACE_ASPECT, uncut
+
+    crop = (100, 200, 500, 400)
+    boxes = np.array([
+        [300, 200, 320, 210],  # its chin: cut by the crop's top
+        [100, 300, 105, 325],  # a sliver: cut by the crop's left side
+        [300, 300, 320, 325],  # whole, inside
+    ], np.float32)
+    out = uncut(boxes, crop, (1280, 720))
+    assert out[0][3] == 210 and out[0][1] == pytest.approx(210 - 20 * FACE_ASPECT)
+    assert out[1][2] == 105 and out[1][0] == pytest.approx(105 - 25 / FACE_ASPECT)
+    assert (out[2] == boxes[2]).all()
+    # the same crop on the frame's top-left corner: nothing beyond those edges
+    at_corner = uncut(boxes - [100, 200, 100, 200], (0, 0, 400, 200), (1280, 720))
+    assert (at_corner == boxes - [100, 200, 100, 200]).all()

@@ -13,6 +13,7 @@ import pytest
 
 from backend.detect import CenterFaceDetector
 from backend.detect.schedule import (
+    AGE_CELL,
     STILL_TILE,
     DetectionSchedule,
     Region,
@@ -307,3 +308,119 @@ def test_the_first_frame_also_sees_its_edges_at_the_cover_scale() -> None:
     assert "edges" in plan.describe()
     assert sched.plan(1280, 720, still=True).edges == ()  # a still image is tiled whole
     assert DetectionSchedule(40).plan(640, 360).edges == ()  # no fine pass: none
+
+
+# -- the fine pass's memory of a moving picture ------------------------------------------------
+
+
+def _pan(schedule: DetectionSchedule, frames: int, step, width: int = 1280,
+         height: int = 720, cell: int = 8) -> tuple[np.ndarray, np.ndarray, int]:
+    """Run ``schedule`` over a picture panning by ``step`` (x px a frame, content moving left)
+    and return, in scene cells of ``cell`` px, what was in view for two frames or more, what
+    a fine-pass region saw (a face the fine pass is for whole in it: away from its sides by
+    half the tile overlap), and the fine-pass input pixels spent (the file's end included)."""
+    from backend.types import CameraMotion
+
+    plan = schedule.plan(width, height)
+    # the schedule's memory is in cells of AGE_CELL px, a face's centre anywhere in one
+    margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2 - AGE_CELL / 2
+    span = width + int(abs(step or 0)) * frames
+    in_view = np.zeros((height // cell, span // cell + 1), int)
+    seen = np.zeros_like(in_view, bool)
+    spent = 0
+
+    def mark(regions, offset):
+        nonlocal spent
+        for r in regions:
+            if r.kind != "fine":
+                continue
+            spent += r.input_pixels
+            x0 = r.x0 if r.x0 <= 0 else r.x0 + margin
+            x1 = r.x1 if r.x1 >= width else r.x1 - margin
+            y0 = r.y0 if r.y0 <= 0 else r.y0 + margin
+            y1 = r.y1 if r.y1 >= height else r.y1 - margin
+            seen[int(np.ceil(y0 / cell)):int(y1 // cell),
+                 int(np.ceil((x0 + offset) / cell)):int((x1 + offset) // cell)] = True
+
+    motion = None if step is None else CameraMotion.shift(-abs(step), 0)
+    speed = 0 if step is None else int(abs(step))
+    for i in range(frames):
+        offset = speed * i
+        in_view[:, -(-offset // cell):(offset + width) // cell] += 1  # cells wholly in view
+        mark(schedule.regions(width, height, [], 1.0, False, motion if i else None,
+                              motion if i else None), offset)
+    mark(schedule.unexamined(width, height), speed * (frames - 1))
+    return in_view >= 2, seen, spent
+
+
+def test_a_pan_s_new_ground_is_examined_while_in_view() -> None:
+    """A fast pan (60 px a frame: the frame's content is replaced in 21 frames): every part
+    of the picture in view for two frames or more is examined by the fine pass, new ground
+    as it comes in, what leaves unseen in a last look, what the file's end shows in the end
+    pass; a schedule that does not know the motion leaves much of it unseen."""
+    shown, seen, spent = _pan(DetectionSchedule(12, period=16), 24, 60)
+    assert seen[shown].all(), f"{(~seen & shown).sum()} of {shown.sum()} cells never seen"
+    # the tiles' plain rotation over the same moving picture leaves a good part unseen
+    shown_blind, seen_blind = _pan_blind(24, 60)
+    assert (~seen_blind & shown_blind).sum() > 0.1 * shown_blind.sum()
+    # a still picture's 24 frames cost one look at all of it and 8 tiles more: the pan
+    # costs about one more look at what came in
+    _, _, still = _pan(DetectionSchedule(12, period=16), 24, 0)
+    assert spent < 2.0 * still, (spent, still)
+
+
+def _pan_blind(frames: int, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_pan`` with the tiles' plain rotation: the picture moves, the schedule is not told."""
+    schedule = DetectionSchedule(12, period=16)
+    width, height, cell = 1280, 720, 8
+    plan = schedule.plan(width, height)
+    margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2 - AGE_CELL / 2
+    span = width + step * frames
+    in_view = np.zeros((height // cell, span // cell + 1), int)
+    seen = np.zeros_like(in_view, bool)
+    for i in range(frames):
+        offset = step * i
+        in_view[:, -(-offset // cell):(offset + width) // cell] += 1
+        t = plan.tiles[i % len(plan.tiles)]
+        x0 = t.x0 if t.x0 <= 0 else t.x0 + margin
+        x1 = t.x1 if t.x1 >= width else t.x1 - margin
+        y0 = t.y0 if t.y0 <= 0 else t.y0 + margin
+        y1 = t.y1 if t.y1 >= height else t.y1 - margin
+        seen[int(np.ceil(y0 / cell)):int(y1 // cell),
+             int(np.ceil((x0 + offset) / cell)):int((x1 + offset) // cell)] = True
+    return in_view >= 2, seen
+
+
+def test_a_still_picture_gets_each_tile_in_turn_and_nothing_more() -> None:
+    from backend.types import CameraMotion
+
+    schedule = DetectionSchedule(12, period=16)
+    plan = schedule.plan(1280, 720)
+    still = CameraMotion.identity()
+    chosen = []
+    for i in range(48):
+        regions = schedule.regions(1280, 720, [], 1.0, False, still if i else None,
+                                   still if i else None)
+        fine = [r for r in regions if r.kind == "fine" and r not in plan.edges]
+        assert len(fine) == 1 and fine[0] in plan.tiles, (i, fine)  # one tile, no patch
+        chosen.append(plan.tiles.index(fine[0]))
+    # each tile comes round every period, never later: a new small face is seen within one
+    assert sorted(chosen[:16]) == list(range(16)), chosen
+    assert all(chosen[i] == chosen[i - 16] for i in range(16, 48)), chosen
+    assert schedule.unexamined(1280, 720) == []  # the whole picture was examined
+
+
+def test_a_short_file_s_end_examines_what_its_tiles_never_reached() -> None:
+    schedule = DetectionSchedule(12, period=16)
+    plan = schedule.plan(1280, 720)
+    for _ in range(6):
+        schedule.regions(1280, 720)
+    end = schedule.unexamined(1280, 720)
+    assert end and all(r.scale == plan.cover_scale for r in end)
+    # with the six tiles seen, the end's regions reach every pixel of the frame
+    covered = np.zeros((720, 1280), bool)
+    for r in [*plan.tiles[:6], *end]:
+        covered[r.y0:r.y1, r.x0:r.x1] = True
+    assert covered.all()
+    schedule.reset()
+    assert schedule.unexamined(1280, 720) == []  # a new stream: nothing examined, no plan yet

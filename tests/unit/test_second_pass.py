@@ -293,3 +293,56 @@ def test_a_fork_is_followed_a_few_frames_only():
         x = 100 + 10 * k + 20
         masked = out[n - k][0].frame.image[125, x].tolist() == [0, 0, 0]
         assert masked == (k < 3 + FORK_MISSES), k
+
+
+# -- the picture's measured motion -------------------------------------------------------------
+
+
+def _face_at(x: float) -> list[float]:
+    return [x, 50.0, x + 40.0, 100.0]
+
+
+def _walk(camera, face_x, born: int, frames: int = 8, velocity=None):
+    """Push ``frames`` frames whose picture moved by ``camera`` each (None: not known), a
+    face at ``face_x(i)`` found first in frame ``born`` (and in the frames after, moving
+    with ``velocity`` there), never detected before; return each frame's added boxes."""
+    lb = SecondPass(Masker(SOLID), depth=10, growth_per_frame=0.0)
+    out = []
+    for i in range(frames):
+        tracks = []
+        if i >= born:
+            v = np.zeros(4) if velocity is None or i == born else np.array(velocity, float)
+            tracks = [Track(1, np.array(_face_at(face_x(i)), np.float32), v, 0.9,
+                            hits=i - born + 1)]
+        out += lb.push(_result(i, tracks), _dets(_face_at(face_x(i)), score=0.9)
+                       if i >= born else None, None, None if i == 0 else camera)
+    out += lb.flush()
+    return {r.frame.index: added for r, added in out}
+
+
+def _covers(added, box) -> bool:
+    return any(a.box[0] <= box[0] + 4 and a.box[2] >= box[2] - 4 and a.box[1] <= box[1] + 4
+               and a.box[3] >= box[3] - 4 for a in added)
+
+
+def test_a_face_found_late_in_a_pan_is_walked_back_along_the_measured_motion():
+    """The picture pans 30 px a frame; a face first found in frame 5 was 30 px further
+    right in each frame before (it moved with the picture), where no detection shows it."""
+    from backend.types import CameraMotion
+
+    pan = CameraMotion.shift(-30, 0)
+    added = _walk(pan, lambda i: 330 - 30 * i, born=5)
+    for i in range(5):
+        assert _covers(added[i], _face_at(330 - 30 * i)), (i, [a.box for a in added[i]])
+
+
+def test_a_face_running_across_a_still_picture_is_walked_back_with_its_first_motion():
+    """The picture stands still (measured); a face running 25 px a frame to the right is
+    found in frame 5 and again in frame 6: the walk back from frame 5 follows the motion
+    frame 6 showed, into frames where no detection shows it."""
+    from backend.types import CameraMotion
+
+    still = CameraMotion.identity()
+    added = _walk(still, lambda i: 50 + 25 * i, born=5, velocity=[25, 0, 25, 0])
+    for i in range(5):
+        assert _covers(added[i], _face_at(50 + 25 * i)), (i, [a.box for a in added[i]])

@@ -410,3 +410,40 @@ def test_bt709_colours_survive_a_round_trip(tmp_path):
             rec.write(Frame(i, i / 30, image.copy(), "x"))
     back = _read(out)
     assert int(np.abs(back[0].image.astype(int) - image).max()) <= 6
+
+
+# -- the writer's encoding -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("preset", "b_frames"), [("veryfast", False), ("medium", True)])
+def test_fast_presets_write_without_b_frames(tmp_path, preset, b_frames):
+    """The writer's fast presets go without B-frames (every packet shown in decode order);
+    a slower preset keeps them (packets out of display order)."""
+    out = tmp_path / "out.mp4"
+    spec = SceneSpec(width=320, height=240, fps=30.0, n_frames=40,
+                     faces=(sine((0.5, 0.5), (0.3, 0.2), (10, 7), 0.4),), background="noise")
+    with VideoRecorder(out, fps=30.0, size=(320, 240), preset=preset) as rec:
+        for f in _frames(spec):
+            rec.write(f)
+    with av.open(str(out)) as c:
+        pts = [p.pts for p in c.demux(c.streams.video[0]) if p.pts is not None]
+    assert (pts != sorted(pts)) == b_frames
+
+
+def test_the_bt709_conversion_is_swscale_s_to_within_a_level():
+    from av.video.reformatter import Colorspace
+    from skimage import data
+
+    from backend.sinks.recorder import to_video_frame
+
+    class _Stream:
+        pix_fmt = "yuv420p"
+
+    photo = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (1280, 720))
+    noise = np.random.default_rng(0).integers(0, 256, (720, 1280, 3), np.uint8)
+    for image in (photo, noise):
+        ours = to_video_frame(image, _Stream()).to_ndarray().astype(int)
+        ref = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(
+            format="yuv420p", dst_colorspace=Colorspace.ITU709).to_ndarray().astype(int)
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() <= 2 and np.abs(ours - ref).mean() < 0.6

@@ -433,3 +433,72 @@ def test_a_jittery_box_keeps_its_id(gap: int) -> None:
         tr.update(Detections.empty(), FRAME)
     t = only(tr.update(dets((178.0, 18.0, 358.0, 290.0)), FRAME))
     assert t.track_id == 1 and not t.held_over
+
+
+# -- the picture's own motion -------------------------------------------------------------------
+
+
+SMALL = (600.0, 300.0, 620.0, 324.0)  # a 20 x 24 face of a crowd
+
+
+def test_a_held_face_is_carried_along_the_picture_s_motion_and_found_again() -> None:
+    """A pan of 70 px a frame (three face widths): the held box follows the picture, the
+    face found again 280 px on is the same track; told nothing of the motion, the tracker
+    takes it for a new face and holds the old box where the face no longer is."""
+    from backend.types import CameraMotion
+
+    pan = CameraMotion.shift(70, 0)
+    t = Tracker()
+    t.new_track_threshold = 0.25
+    first = only(t.update(dets(SMALL), FRAME)).track_id
+    for k in range(1, 4):
+        held = only(t.update(dets(), FRAME, pan))
+        assert held.held_over and contains(held.box, moved(SMALL, 70 * k, 0)), held.box
+    again = only(t.update(dets(moved(SMALL, 280, 0)), FRAME, pan))
+    assert again.track_id == first and not again.held_over
+    blind = Tracker()
+    blind.new_track_threshold = 0.25
+    blind.update(dets(SMALL), FRAME)
+    for _ in range(3):
+        blind.update(dets(), FRAME)
+    tracks = blind.update(dets(moved(SMALL, 280, 0)), FRAME)
+    assert {tr.track_id for tr in tracks} == {1, 2}
+
+
+def test_a_face_carried_by_the_measured_motion_is_held_longer() -> None:
+    from backend.track.tracker import CARRIED_HOLD
+    from backend.types import CameraMotion
+
+    settings = TrackerSettings(hold_frames=4)
+    for motion, kept in ((CameraMotion.shift(5, 0), 4 * CARRIED_HOLD), (None, 4)):
+        t = Tracker(settings)
+        t.new_track_threshold = 0.25
+        t.update(dets(SMALL), FRAME)
+        lasted = 0
+        while t.update(dets(), FRAME, motion):
+            lasted += 1
+        assert lasted == kept, (motion, lasted)
+
+
+def test_a_held_track_that_takes_a_far_box_leaves_a_ghost_where_it_was() -> None:
+    """Held for two frames, a track takes a box two face sizes off (a neighbour, or a
+    blurred face's stray): its hold goes on where the face was, as a ghost track."""
+    t = Tracker()
+    t.new_track_threshold = 0.25
+    t.update(dets(START), FRAME)
+    t.update(dets(), FRAME)
+    t.update(dets(), FRAME)
+    far = moved(START, 130, 0)
+    tracks = t.update(dets(far), FRAME)
+    assert len(tracks) == 2
+    found = next(tr for tr in tracks if not tr.held_over)
+    ghost = next(tr for tr in tracks if tr.held_over)
+    assert found.track_id == 1 and contains(found.box, far)
+    assert ghost.track_id != 1 and contains(ghost.box, START)
+    # a box found near its face moves a held track without a ghost
+    t2 = Tracker()
+    t2.new_track_threshold = 0.25
+    t2.update(dets(START), FRAME)
+    t2.update(dets(), FRAME)
+    t2.update(dets(), FRAME)
+    assert len(t2.update(dets(moved(START, 20, 0)), FRAME)) == 1
