@@ -649,8 +649,7 @@ class BatchRunner:
                 # the last frame has no later one to find a face entering it: its edges
                 # are seen at the fine scale, as the first frame's are, and so is whatever
                 # it shows that the fine pass never examined (a short file, a pan's end)
-                second.finish([*runner.schedule.plan(*last_size).edges,
-                               *runner.schedule.unexamined(*last_size)],
+                second.finish(runner.schedule.end_regions(*last_size),
                               pipe.tracker.start_threshold)
             if not stop.is_set() and self._emit(second.flush(), stats, job, put, out_q, window):
                 put(out_q, _STOP)

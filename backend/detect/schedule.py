@@ -521,16 +521,40 @@ class DetectionSchedule:
             chosen += _patches(ages, last, plan, inner, margin)[:LAST_LOOK_TILES]
         return chosen
 
-    def unexamined(self, width: int, height: int) -> list[Region]:
-        """The fine tiles of a frame of this size whose inner part still shows something
-        the fine pass never examined (at a stream's end: nothing later will)."""
+    def _mark_edges(self, plan: SchedulePlan) -> None:
+        """The edge bands were examined at the cover scale in this frame (their inner side
+        less half the tile overlap, where a face lies whole in the band)."""
+        if self._ages is None or self._ages.size != (plan.width, plan.height):
+            return
+        margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
+        for band in plan.edges:
+            self._ages.mark(_inner(band, plan.width, plan.height, margin))
+
+    def end_regions(self, width: int, height: int) -> list[Region]:
+        """What a stream's last frame gets at the cover scale, where nothing later will
+        find a face: its edge bands (a face entering there) and whatever the fine pass never
+        examined (a short file, a pan's end), as a region per tile holding any or as
+        bounded tiles over all of it, whichever costs fewer input pixels."""
         plan = self.plan(width, height)
         ages = self._ages
         if not plan.tiles or ages is None or ages.size != (plan.width, plan.height):
-            return []
+            return list(plan.edges)
+        self._mark_edges(plan)
         margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
+        cells = ages.unseen()
+        whole = ages.box_of(cells, (0, 0, plan.width, plan.height))
         inner = [_inner(t, plan.width, plan.height, margin) for t in plan.tiles]
-        return _patches(ages, ages.unseen(), plan, inner, margin)
+        rest = _patches(ages, cells, plan, inner, margin)
+        if whole is not None:
+            x0, y0 = max(0, int(whole[0] - margin)), max(0, int(whole[1] - margin))
+            x1 = min(plan.width, int(math.ceil(whole[2] + margin)))
+            y1 = min(plan.height, int(math.ceil(whole[3] + margin)))
+            ov = overlap_for(plan.coarse_scale, plan.cover_scale)
+            bounded = [replace(t, x0=t.x0 + x0, y0=t.y0 + y0, x1=t.x1 + x0, y1=t.y1 + y0)
+                       for t in tiles_bounded(x1 - x0, y1 - y0, plan.cover_scale, ov)]
+            if sum(r.input_pixels for r in bounded) < sum(r.input_pixels for r in rest):
+                rest = bounded
+        return [*plan.edges, *rest]
 
     def reset(self, start: int = 0) -> None:
         """Start the tile rotation over (a new stream), at frame ``start`` of it: nothing

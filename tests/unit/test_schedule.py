@@ -8,6 +8,8 @@ a track), from a detector that reports down to the pipeline's threshold.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -349,7 +351,7 @@ def _pan(schedule: DetectionSchedule, frames: int, step, width: int = 1280,
         in_view[:, -(-offset // cell):(offset + width) // cell] += 1  # cells wholly in view
         mark(schedule.regions(width, height, [], 1.0, False, motion if i else None,
                               motion if i else None), offset)
-    mark(schedule.unexamined(width, height), speed * (frames - 1))
+    mark(schedule.end_regions(width, height), speed * (frames - 1))
     return in_view >= 2, seen, spent
 
 
@@ -407,7 +409,8 @@ def test_a_still_picture_gets_each_tile_in_turn_and_nothing_more() -> None:
     # each tile comes round every period, never later: a new small face is seen within one
     assert sorted(chosen[:16]) == list(range(16)), chosen
     assert all(chosen[i] == chosen[i - 16] for i in range(16, 48)), chosen
-    assert schedule.unexamined(1280, 720) == []  # the whole picture was examined
+    # the whole picture was examined: the file's end sees only its edges
+    assert schedule.end_regions(1280, 720) == list(plan.edges)
 
 
 def test_a_short_file_s_end_examines_what_its_tiles_never_reached() -> None:
@@ -415,12 +418,37 @@ def test_a_short_file_s_end_examines_what_its_tiles_never_reached() -> None:
     plan = schedule.plan(1280, 720)
     for _ in range(6):
         schedule.regions(1280, 720)
-    end = schedule.unexamined(1280, 720)
-    assert end and all(r.scale == plan.cover_scale for r in end)
-    # with the six tiles seen, the end's regions reach every pixel of the frame
+    end = schedule.end_regions(1280, 720)
+    assert end[:4] == list(plan.edges) and all(r.scale == plan.cover_scale for r in end)
+    # with the six tiles seen, the end's regions reach every pixel of the frame, and cost
+    # no more than the tiles they stand for would at that scale
     covered = np.zeros((720, 1280), bool)
     for r in [*plan.tiles[:6], *end]:
         covered[r.y0:r.y1, r.x0:r.x1] = True
     assert covered.all()
+    rest = [replace(t, scale=plan.cover_scale) for t in plan.tiles[6:]]
+    assert sum(r.input_pixels for r in end[4:]) <= sum(r.input_pixels for r in rest)
     schedule.reset()
-    assert schedule.unexamined(1280, 720) == []  # a new stream: nothing examined, no plan yet
+    assert schedule.end_regions(1280, 720) == list(plan.edges)  # a new stream: no memory
+
+
+def test_a_file_s_end_over_unseen_ground_takes_few_large_tiles() -> None:
+    """A pan's end shows mostly ground the tiles never reached: it is examined in a few
+    bounded tiles, not a patch per fine tile, each overlapping its neighbours by what the
+    fine pass is for, so a face there lies whole in one."""
+    from backend.types import CameraMotion
+
+    schedule = DetectionSchedule(12, period=16)
+    plan = schedule.plan(1280, 720)
+    pan = CameraMotion.shift(-200, 0)
+    for i in range(4):
+        schedule.regions(1280, 720, [], 1.0, False, pan if i else None, pan if i else None)
+    end = schedule.end_regions(1280, 720)[4:]
+    assert 1 <= len(end) <= 3, end
+    assert all(max(r.input_size) <= 1024 for r in end)
+    per_tile = [replace(t, scale=plan.cover_scale) for t in plan.tiles]
+    assert sum(r.input_pixels for r in end) < 0.8 * sum(r.input_pixels for r in per_tile)
+    ov = overlap_for(plan.coarse_scale, plan.cover_scale)
+    xs = sorted((r.x0, r.x1) for r in end)
+    assert all(a[1] - b[0] >= ov for a, b in zip(xs, xs[1:], strict=False) if b[0] > 0)
+
