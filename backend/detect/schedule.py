@@ -341,7 +341,7 @@ class SchedulePlan:
     fine_scale: float
     tiles: tuple[Region, ...]  # fine tiles; empty when the coarse pass already suffices
     refine: bool
-    edges: tuple[Region, ...] = ()  # the first frame's border bands at the fine scale
+    edges: tuple[Region, ...] = ()  # the first (and a file's last) frame's border bands
 
     @property
     def period(self) -> int:
@@ -368,11 +368,14 @@ class SchedulePlan:
         else:
             tw, th = self.tiles[0].input_size
             fine = (f"fine pass at {self.fine_scale:.2f}x in {len(self.tiles)} tile(s) of "
-                    f"{tw}x{th}, one per frame (a new small face is seen within "
-                    f"{self.period} frame(s))")
+                    f"{tw}x{th}, one per frame (a new small face in a still picture is seen "
+                    f"within {self.period} frame(s); where the picture moves, its new ground "
+                    f"first and a last look at {self.cover_scale:.2f}x, faces from "
+                    f"{RELIABLE_INPUT_PX / self.cover_scale:.0f} px, at what would leave "
+                    "it unexamined)")
             if self.edges:
-                fine += ("; the first frame's edges at the fine scale too (and a file's last "
-                         "frame's)")
+                fine += (f"; the first frame's edges at {self.cover_scale:.2f}x too, and a "
+                         "file's last frame's, with what it shows that was never examined")
         refine = "refinement crops around every track" if self.refine else "no refinement"
         return (f"{self.width}x{self.height}: faces from {self.protected_px:.0f} px "
                 f"(min_face_px {self.min_face_px:g}; CenterFace finds faces from "

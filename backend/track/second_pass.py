@@ -49,6 +49,8 @@ log = logging.getLogger("ptim.track")
 
 # A candidate overlapping another track's box by this much belongs to that track.
 CLAIMED_IOU = 0.3
+# A box claims a face found inside it at a file's end only up to this many times its size.
+CLAIM_SIZE_RATIO = 2.5
 # A backward crop shows its predicted face at about this many input pixels: fewer than a
 # forward refinement crop's, because the frames before a face was found are where it was
 # smeared by motion, and a smear shrinks to a face-like blob at a small scale.
@@ -491,9 +493,12 @@ class SecondPass:
             if not np.isfinite(box).all() or score < start_threshold(box, w, h):
                 continue
             held = np.asarray(taken, np.float64).reshape(-1, 4)
+            # a face a track (or a box painted there) already covers; a box far larger
+            # than it (a hold-over grown over a crowd) covers it in this frame only
+            near = _sizes(held) <= CLAIM_SIZE_RATIO * _sizes(box[None])[0]
             if len(held) and (_iou_matrix(box[None], held).max() >= CLAIMED_IOU
-                              or _inside(box, held).max() >= 0.5):
-                continue  # a face a track (or a box painted there) already covers
+                              or (_inside(box, held) * near).max() >= 0.5):
+                continue
             track = Track(track_id=next_id, box=box.astype(np.float32),
                           velocity=np.zeros(4, np.float32), score=score)
             next_id += 1

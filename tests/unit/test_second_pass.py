@@ -346,3 +346,39 @@ def test_a_face_running_across_a_still_picture_is_walked_back_with_its_first_mot
     added = _walk(still, lambda i: 50 + 25 * i, born=5, velocity=[25, 0, 25, 0])
     for i in range(5):
         assert _covers(added[i], _face_at(50 + 25 * i)), (i, [a.box for a in added[i]])
+
+
+def test_a_face_found_at_a_file_s_end_inside_a_far_larger_box_is_walked_back():
+    """In the last frame a crowd's hold-over box, grown to five faces' size, happens to
+    cover a small face that no track holds: the face found there by the file's end regions
+    is a new track all the same, walked back into the frames before, where that box was
+    elsewhere (a box far larger than a face claims it in that frame only)."""
+    from backend.detect import CenterFaceDetector
+    from backend.detect.schedule import Region
+    from backend.pipeline import detect_threshold
+    from config.schema import Settings
+    from tests.faces import astronaut_face, background, leaks, paste
+
+    detector = CenterFaceDetector(provider="cpu", threshold=detect_threshold(Settings()))
+    face = astronaut_face(24)
+    originals, boxes = [], []
+    for i in range(6):  # the face moves 12 px a frame over a still picture
+        image = background(320, 240, seed=3)
+        boxes.append(paste(image, face, 60 + 12 * i, 100))
+        originals.append(image)
+    none = Detections(np.zeros((0, 4), np.float32), confidence=[])
+    lb = SecondPass(Masker(SOLID), depth=8, detect_crops=detector.detect_regions)
+    out = []
+    for i in range(5):  # no region of these frames examined the face
+        out += lb.push(FrameResult(Frame(i, i / 30, originals[i].copy()), []), none,
+                       originals[i])
+    x0, y0, x1, y1 = boxes[5]
+    crowd = _track([x0 - 50, y0 - 50, x1 + 50, y1 + 50], tid=7)  # held elsewhere before
+    last = Masker(SOLID).apply(originals[5].copy(), [crowd])  # as the frame went out
+    out += lb.push(FrameResult(Frame(5, 5 / 30, last), [crowd]), none, originals[5])
+    born = lb.finish([Region(0, 0, 320, 240, 4 / 3, "fine")], lambda box, w, h: 0.2)
+    out += lb.flush()
+    assert born == 1
+    assert [r.frame.index for r, _ in out] == list(range(6))
+    for i, (res, _) in enumerate(out):
+        assert not leaks(res.frame.image, originals[i], boxes[i]), f"frame {i} leaks"
