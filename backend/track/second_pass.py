@@ -649,14 +649,27 @@ class SecondPass:
             # a close crop first, for every chain: most faces moved little; only a face of
             # unknown motion not found there, one frame before its birth, gets the wide
             # (costly) search: a face missed there too was not there to be found
+            # a chain with a candidate only beyond the close gate (in a crowd, most often
+            # another face) is sought close first too
+            close = _eligible(pred_arr, np.minimum(gates, self.gate), cands, claimed_arr)
             for wide in (False, True):
-                needy = [i for i in np.nonzero(~ok.any(axis=1))[0] if chains[i].seek and (
+                lacking = ~(ok if wide else close).any(axis=1)
+                needy = [i for i in np.nonzero(lacking)[0] if chains[i].seek and (
                          not wide or (gates[i] > self.gate and chains[i].misses == 0))]
-                crops = [c for c in (self._crop(held.original.shape, preds[i], wide)
-                                     for i in needy) if c is not None]
+                sought = [(i, c) for i, c in ((i, self._crop(held.original.shape, preds[i],
+                                                             wide)) for i in needy)
+                          if c is not None]
+                crops = [c for _, c in sought]
                 if budget:
                     h, w = held.original.shape[:2]
                     crops = _within(crops, CROP_BUDGET * w * h - held.crop_pixels)
+                    # a chain the budget left without its crop keeps the close gate: the
+                    # wide one is for a face searched for around it, and without that
+                    # search it takes the nearest of a crowd's other faces
+                    for i, _ in sought[len(crops):]:
+                        gates[i] = min(gates[i], self.gate)
+                    if len(crops) < len(sought):
+                        ok = _eligible(pred_arr, gates, cands, claimed_arr)
                 held.crop_pixels += sum(c.input_pixels for c in crops)
                 extra = self._redetect(held.original, crops)
                 if len(extra):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backend.detect.schedule import Region
 from backend.mask import Masker
 from backend.pipeline import FrameResult
 from backend.track import SecondPass, Tracker
@@ -354,7 +355,6 @@ def test_a_face_found_at_a_file_s_end_inside_a_far_larger_box_is_walked_back():
     is a new track all the same, walked back into the frames before, where that box was
     elsewhere (a box far larger than a face claims it in that frame only)."""
     from backend.detect import CenterFaceDetector
-    from backend.detect.schedule import Region
     from backend.pipeline import detect_threshold
     from config.schema import Settings
     from tests.faces import astronaut_face, background, leaks, paste
@@ -382,3 +382,39 @@ def test_a_face_found_at_a_file_s_end_inside_a_far_larger_box_is_walked_back():
     assert [r.frame.index for r, _ in out] == list(range(6))
     for i, (res, _) in enumerate(out):
         assert not leaks(res.frame.image, originals[i], boxes[i]), f"frame {i} leaks"
+
+
+def test_a_face_walking_back_is_sought_close_before_a_far_detection_is_taken():
+    """A face found in the newest frame, its motion unknown: in the frame before, the
+    forward pass found only another, larger face three face sizes away (within the wide
+    gate of a face that may have run). The walk back seeks the face in a close crop
+    first and masks it there, not at the other face."""
+    from backend.detect import CenterFaceDetector
+    from backend.pipeline import detect_threshold
+    from config.schema import Settings
+    from tests.faces import astronaut_face, background, leaks, lfw_face, paste
+
+    detector = CenterFaceDetector(provider="cpu", threshold=detect_threshold(Settings()))
+    small, large = astronaut_face(20), lfw_face(3, 36)
+    originals, faces = [], []
+    for _ in range(3):  # a still picture: both faces stay where they are
+        image = background(320, 240, seed=5)
+        faces.append(paste(image, small, 120, 120))
+        paste(image, large, 170, 50)
+        originals.append(image)
+    found_large = detector.detect_regions(originals[1], [Region(140, 20, 240, 120, 1.0,
+                                                                "refine")])
+    assert len(found_large) == 1  # the other face, in the frame's own detections
+    none = Detections(np.zeros((0, 4), np.float32), confidence=[])
+    lb = SecondPass(Masker(SOLID), depth=8, detect_crops=detector.detect_regions)
+    out = lb.push(FrameResult(Frame(0, 0.0, originals[0].copy()), []), none, originals[0])
+    out += lb.push(FrameResult(Frame(1, 1 / 30, originals[1].copy()), []), found_large,
+                   originals[1])
+    track = _track(faces[2], tid=4)
+    newest = Masker(SOLID).apply(originals[2].copy(), [track])
+    out += lb.push(FrameResult(Frame(2, 2 / 30, newest), [track]), _dets(faces[2], score=0.9),
+                   originals[2])
+    out += lb.flush()
+    assert [r.frame.index for r, _ in out] == [0, 1, 2]
+    for i, (res, _) in enumerate(out):
+        assert not leaks(res.frame.image, originals[i], faces[i]), f"frame {i} leaks"
