@@ -647,7 +647,7 @@ class BatchRunner:
             if not stop.is_set() and at_end.is_set() and runner.schedule is not None \
                     and last_size is not None:
                 # the last frame has no later one to find a face entering it: its edges
-                # are seen at the fine scale, as the first frame's are, and so is whatever
+                # are seen at the cover scale, as the first frame's are, and so is whatever
                 # it shows that the fine pass never examined (a short file, a pan's end)
                 second.finish(runner.schedule.end_regions(*last_size),
                               pipe.tracker.start_threshold)

@@ -137,6 +137,11 @@ def _grid(width: int, height: int, cols: int, rows: int, overlap: int, scale: fl
     return [Region(x, y, x + tw, y + th, scale, kind) for y in ys for x in xs]
 
 
+def cover_scale_for(coarse_scale: float, fine_scale: float) -> float:
+    """The scale that finds faces of ``COVER_FACE_PX``, within the coarse and fine ones."""
+    return max(coarse_scale, min(fine_scale, RELIABLE_INPUT_PX / COVER_FACE_PX))
+
+
 def overlap_for(coarse_scale: float, fine_scale: float) -> int:
     """Source pixels by which fine tiles overlap: the largest face that only the fine pass
     finds (one the coarse pass sees under ``RELIABLE_INPUT_PX``), so such a face lies whole
@@ -352,7 +357,31 @@ class SchedulePlan:
     def cover_scale(self) -> float:
         """The scale at which every part of the picture is examined at least once while in
         view: faces from ``COVER_FACE_PX`` (the fine scale when that is coarser)."""
-        return max(self.coarse_scale, min(self.fine_scale, RELIABLE_INPUT_PX / COVER_FACE_PX))
+        return cover_scale_for(self.coarse_scale, self.fine_scale)
+
+    @property
+    def margin(self) -> float:
+        """Half the fine tiles' overlap: how far inside a tile's side a face the fine pass
+        is for, centred there, still lies whole in the tile."""
+        return overlap_for(self.coarse_scale, self.fine_scale) / 2
+
+    def inner(self, region: Region) -> tuple[int, int, int, int]:
+        """``region``'s part away from its sides by ``margin`` (sides on the frame's edge
+        stay): where a face the fine pass is for, centred, lies whole in it."""
+        m = self.margin
+        x0 = region.x0 if region.x0 <= 0 else region.x0 + m
+        y0 = region.y0 if region.y0 <= 0 else region.y0 + m
+        x1 = region.x1 if region.x1 >= self.width else region.x1 - m
+        y1 = region.y1 if region.y1 >= self.height else region.y1 - m
+        return int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
+
+    def outer(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+        """``box`` grown by ``margin`` on every side, within the frame: a region that holds
+        whole a face the fine pass is for, centred in ``box``."""
+        x0, y0, x1, y1 = box
+        m = self.margin
+        return (max(0, int(x0 - m)), max(0, int(y0 - m)),
+                min(self.width, int(math.ceil(x1 + m))), min(self.height, int(math.ceil(y1 + m))))
 
     @property
     def protected_px(self) -> float:
@@ -431,8 +460,8 @@ class DetectionSchedule:
                              math.ceil(2 * full / ((width * coarse) * (height * coarse))))
                 tiles = (still_levels(width, height, coarse, fine) if still else
                          tiles_for_period(width, height, fine, period, ov))
-            cover = max(coarse, min(fine, RELIABLE_INPUT_PX / COVER_FACE_PX))
-            edges = () if still or not tiles else edge_bands(width, height, cover, ov)
+            edges = () if still or not tiles else \
+                edge_bands(width, height, cover_scale_for(coarse, fine), ov)
             plan = SchedulePlan(int(width), int(height), self.min_face_px, coarse, fine,
                                 tuple(tiles), self.refine and not still, edges)
             self._plans[key] = plan
@@ -512,8 +541,7 @@ class DetectionSchedule:
         else:
             ages.carry(step, self.period)
         n = len(plan.tiles)
-        margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
-        inner = [_inner(t, plan.width, plan.height, margin) for t in plan.tiles]
+        inner = [plan.inner(t) for t in plan.tiles]
         due = ages.urgency(step, self.period)
         best = max(range(n), key=lambda i: (ages.score(due, inner[i]),
                                             -((i - self._count) % n)))
@@ -521,7 +549,7 @@ class DetectionSchedule:
         chosen = [plan.tiles[best]]
         last = ages.last_look(step)
         if last is not None:
-            chosen += _patches(ages, last, plan, inner, margin)[:LAST_LOOK_TILES]
+            chosen += _patches(ages, last, plan, inner)[:LAST_LOOK_TILES]
         return chosen
 
     def _mark_edges(self, plan: SchedulePlan) -> None:
@@ -529,9 +557,8 @@ class DetectionSchedule:
         less half the tile overlap, where a face lies whole in the band)."""
         if self._ages is None or self._ages.size != (plan.width, plan.height):
             return
-        margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
         for band in plan.edges:
-            self._ages.mark(_inner(band, plan.width, plan.height, margin))
+            self._ages.mark(plan.inner(band))
 
     def end_regions(self, width: int, height: int) -> list[Region]:
         """What a stream's last frame gets at the cover scale, where nothing later will
@@ -543,15 +570,11 @@ class DetectionSchedule:
         if not plan.tiles or ages is None or ages.size != (plan.width, plan.height):
             return list(plan.edges)
         self._mark_edges(plan)
-        margin = overlap_for(plan.coarse_scale, plan.fine_scale) / 2
         cells = ages.unseen()
         whole = ages.box_of(cells, (0, 0, plan.width, plan.height))
-        inner = [_inner(t, plan.width, plan.height, margin) for t in plan.tiles]
-        rest = _patches(ages, cells, plan, inner, margin)
+        rest = _patches(ages, cells, plan, [plan.inner(t) for t in plan.tiles])
         if whole is not None:
-            x0, y0 = max(0, int(whole[0] - margin)), max(0, int(whole[1] - margin))
-            x1 = min(plan.width, int(math.ceil(whole[2] + margin)))
-            y1 = min(plan.height, int(math.ceil(whole[3] + margin)))
+            x0, y0, x1, y1 = plan.outer(whole)
             ov = overlap_for(plan.coarse_scale, plan.cover_scale)
             bounded = [replace(t, x0=t.x0 + x0, y0=t.y0 + y0, x1=t.x1 + x0, y1=t.y1 + y0)
                        for t in tiles_bounded(x1 - x0, y1 - y0, plan.cover_scale, ov)]
@@ -567,10 +590,11 @@ class DetectionSchedule:
 
 
 def _patches(ages: SceneAges, cells: np.ndarray, plan: SchedulePlan,
-             inner: list[tuple[int, int, int, int]], margin: float) -> list[Region]:
-    """Fine-scale regions that see the ``cells`` (bool per cell) whole, one per tile
-    holding any (most first): the box of its cells there, grown by ``margin`` so a face
-    centred in a cell lies whole in it; those cells count as seen."""
+             inner: list[tuple[int, int, int, int]]) -> list[Region]:
+    """Regions at the cover scale that see the ``cells`` (bool per cell) whole, one per
+    tile holding any (``inner``: each tile's inner part; most first): the box of its cells
+    there, grown by the plan's ``margin`` so a face centred in a cell lies whole in it;
+    those cells count as seen."""
     found = []
     for rect in inner:
         box = ages.box_of(cells, rect)
@@ -578,22 +602,10 @@ def _patches(ages: SceneAges, cells: np.ndarray, plan: SchedulePlan,
             found.append((-ages.count(cells, rect), box))
     found.sort(key=lambda f: f[0])
     out = []
-    for _, (x0, y0, x1, y1) in found:
-        r = Region(max(0, int(x0 - margin)), max(0, int(y0 - margin)),
-                   min(plan.width, int(math.ceil(x1 + margin))),
-                   min(plan.height, int(math.ceil(y1 + margin))), plan.cover_scale, "fine")
-        ages.mark((x0, y0, x1, y1))
-        out.append(r)
+    for _, box in found:
+        ages.mark(box)
+        out.append(Region(*plan.outer(box), plan.cover_scale, "fine"))
     return out
-
-
-def _inner(tile: Region, width: int, height: int, margin: float) -> tuple[int, int, int, int]:
-    """A tile's part away from its sides by ``margin`` (sides on the frame's edge stay)."""
-    x0 = tile.x0 if tile.x0 <= 0 else tile.x0 + margin
-    y0 = tile.y0 if tile.y0 <= 0 else tile.y0 + margin
-    x1 = tile.x1 if tile.x1 >= width else tile.x1 - margin
-    y1 = tile.y1 if tile.y1 >= height else tile.y1 - margin
-    return int(round(x0)), int(round(y0)), int(round(x1)), int(round(y1))
 
 
 class SceneAges:

@@ -9,7 +9,7 @@ out what moves on its own, such as people walking). ``CameraMotion`` carries box
 
 Measured on the real-photo clips of ``bench/real_world.py`` against their known camera
 paths: within 0.2 px at 1280x720 for pans and zooms, within 2 px for sweeps blurred by
-20-60 px of motion, about 3 ms a frame on one core.
+20-60 px of motion, about 2 ms a frame on one core.
 """
 
 from __future__ import annotations

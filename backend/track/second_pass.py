@@ -73,10 +73,6 @@ DOUBT_SHIFT = 0.5
 # that did not move on its own is where the prediction says; a crowd's neighbour is half a
 # face size away, and one hop there cost a face its mask in a dimmed street)
 MEASURED_DOUBT_SHIFT = 0.25
-# Where the picture's motion is measured, a frame's own detection or a crop's find is the
-# walking-back face only this near its prediction (in box sizes): the rest of its motion
-# is its own, a fraction of its size a frame.
-MEASURED_GATE = 0.6
 # A track found again this many of its box's sizes from where its hold-over box would be
 # now may have taken a neighbour's box: the hold-over box is masked in that frame too.
 REFOUND_SHIFT = 0.5
@@ -128,7 +124,9 @@ def _size(box: np.ndarray) -> float:
 
 
 def _centre(box: np.ndarray) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+    """Centre (..., 2) of xyxy boxes (..., 4)."""
+    b = np.asarray(box, np.float64)
+    return (b[..., :2] + b[..., 2:]) / 2
 
 
 def _grow(box: np.ndarray, frac: float) -> np.ndarray:
@@ -204,12 +202,7 @@ def _carry(chains: list[_Chain], motion: CameraMotion) -> list[np.ndarray]:
             c.path = path
         if c.step is not None:
             c.step = c.step * zoom
-    return list(_centre_all(moved[:, 0]) - _centre_all(boxes[:, 0]))
-
-
-def _centre_all(boxes: np.ndarray) -> np.ndarray:
-    """Centres (n, 2) of xyxy boxes (n, 4)."""
-    return (boxes[:, :2] + boxes[:, 2:]) / 2
+    return list(_centre(moved[:, 0]) - _centre(boxes[:, 0]))
 
 
 def _within(crops: list[Region], pixels: float) -> list[Region]:
@@ -466,7 +459,7 @@ class SecondPass:
 
         The last frames have no later one in which a face entering them (from the frame's
         edge, in a pan) is found by its fine tile and walked back from; the first frame's
-        edges are seen at the fine scale for the same reason. A found box needs
+        edges are seen at the cover scale for the same reason. A found box needs
         ``start_threshold(box, width, height)`` (the tracker's rule for starting a track).
         """
         self._walk_born()
@@ -580,8 +573,6 @@ class SecondPass:
             if held.result.fail_closed:
                 continue  # already obscured whole
             preds = [c.predict(back) for c in live]
-            # measured, the motion leaves a face only its own: a crowd's neighbour, a face
-            # size away, is not it
             # measured, the picture's motion still leaves a face's own unknown until a find
             # backs it: a face that runs across a still picture is searched for wide
             gates = [c.gate(self.gate, None if cam is not None and c.step is None else back)

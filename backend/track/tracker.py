@@ -450,7 +450,8 @@ class Tracker:
         return self.new_track_threshold
 
     def _ghost(self, s: _State) -> _State:
-        """A copy of held track ``s`` under a new id, held on as ``s`` would have been."""
+        """A copy of held track ``s`` under a new id, held on as ``s`` would have been
+        (never exempt, without landmarks: the face it holds may be another one)."""
         g = _State(track_id=self._next_id, raw=s.raw.copy(), smooth=s.smooth.copy(),
                    shown=s.shown.copy(), velocity=s.velocity.copy(), box=s.box.copy(),
                    score=s.score, age=s.age, frames_since_seen=s.frames_since_seen,

@@ -315,6 +315,19 @@ def test_the_first_frame_also_sees_its_edges_at_the_cover_scale() -> None:
 # -- the fine pass's memory of a moving picture ------------------------------------------------
 
 
+def _see(seen: np.ndarray, r: Region, margin: float, offset: int, width: int, height: int,
+         cell: int) -> None:
+    """Mark in ``seen`` (scene cells of ``cell`` px, the frame ``offset`` px into the scene)
+    the cells of region ``r``'s part away from its sides by ``margin`` (sides on the frame's
+    edge stay): where a face the fine pass is for lies whole in it."""
+    x0 = r.x0 if r.x0 <= 0 else r.x0 + margin
+    x1 = r.x1 if r.x1 >= width else r.x1 - margin
+    y0 = r.y0 if r.y0 <= 0 else r.y0 + margin
+    y1 = r.y1 if r.y1 >= height else r.y1 - margin
+    seen[int(np.ceil(y0 / cell)):int(y1 // cell),
+         int(np.ceil((x0 + offset) / cell)):int((x1 + offset) // cell)] = True
+
+
 def _pan(schedule: DetectionSchedule, frames: int, step, width: int = 1280,
          height: int = 720, cell: int = 8) -> tuple[np.ndarray, np.ndarray, int]:
     """Run ``schedule`` over a picture panning by ``step`` (x px a frame, content moving left)
@@ -337,12 +350,7 @@ def _pan(schedule: DetectionSchedule, frames: int, step, width: int = 1280,
             if r.kind != "fine":
                 continue
             spent += r.input_pixels
-            x0 = r.x0 if r.x0 <= 0 else r.x0 + margin
-            x1 = r.x1 if r.x1 >= width else r.x1 - margin
-            y0 = r.y0 if r.y0 <= 0 else r.y0 + margin
-            y1 = r.y1 if r.y1 >= height else r.y1 - margin
-            seen[int(np.ceil(y0 / cell)):int(y1 // cell),
-                 int(np.ceil((x0 + offset) / cell)):int((x1 + offset) // cell)] = True
+            _see(seen, r, margin, offset, width, height, cell)
 
     motion = None if step is None else CameraMotion.shift(-abs(step), 0)
     speed = 0 if step is None else int(abs(step))
@@ -383,13 +391,7 @@ def _pan_blind(frames: int, step: int) -> tuple[np.ndarray, np.ndarray]:
     for i in range(frames):
         offset = step * i
         in_view[:, -(-offset // cell):(offset + width) // cell] += 1
-        t = plan.tiles[i % len(plan.tiles)]
-        x0 = t.x0 if t.x0 <= 0 else t.x0 + margin
-        x1 = t.x1 if t.x1 >= width else t.x1 - margin
-        y0 = t.y0 if t.y0 <= 0 else t.y0 + margin
-        y1 = t.y1 if t.y1 >= height else t.y1 - margin
-        seen[int(np.ceil(y0 / cell)):int(y1 // cell),
-             int(np.ceil((x0 + offset) / cell)):int((x1 + offset) // cell)] = True
+        _see(seen, plan.tiles[i % len(plan.tiles)], margin, offset, width, height, cell)
     return in_view >= 2, seen
 
 
